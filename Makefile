@@ -1,0 +1,28 @@
+# The two commands a user needs: `make run` and `make test`. Both set up the locked environment
+# first (idempotent, no network once it exists).
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test test-fast lint bench clean
+
+setup:
+	@scripts/setup_env.sh
+
+run: setup
+	$(BIN)/pipeline run
+
+test: setup
+	$(BIN)/python -m pytest
+
+# Everything but the end-to-end pipeline runs.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/e2e.py
+
+clean:
+	rm -rf var

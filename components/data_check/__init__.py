@@ -1,0 +1,21 @@
+"""Pre-flight checks of the pipeline's input data (pure Python, no TensorFlow)."""
+
+from components.data_check.tfrecord_check import (
+    DATA_CRC_MAX_BYTES,
+    DATA_CRC_MAX_RECORDS,
+    DataCheckError,
+    check_input_files,
+    check_tfrecord_file,
+    crc32c,
+    find_input_files,
+)
+
+__all__ = [
+    "DATA_CRC_MAX_BYTES",
+    "DATA_CRC_MAX_RECORDS",
+    "DataCheckError",
+    "check_input_files",
+    "check_tfrecord_file",
+    "crc32c",
+    "find_input_files",
+]

@@ -1,0 +1,119 @@
+"""The `pipeline` command. Imports nothing heavy until a command needs it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pipeline",
+        description="A TFX pipeline from TFRecords to a TensorFlow Serving model base path.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the whole pipeline locally (LocalDagRunner)")
+    run.add_argument("--profile", default="local", help="profile in pipeline/profiles (local)")
+    run.add_argument("--config", metavar="FILE", help="YAML file merged over the profile")
+    run.add_argument("--data-root", metavar="DIR", help="folder of span-N/ TFRecord folders")
+    run.add_argument("--span", type=int, metavar="N", help="span to read (default: latest)")
+    run.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
+
+    show = sub.add_parser("config", help="print the resolved configuration")
+    show.add_argument("--profile", default="local")
+    show.add_argument("--config", metavar="FILE")
+    return p
+
+
+def _load(args: argparse.Namespace):
+    from pipeline.config import load_config
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_root", None):
+        overrides.setdefault("data", {})["root"] = args.data_root
+    if getattr(args, "span", None) is not None:
+        overrides.setdefault("data", {})["span"] = args.span
+    return load_config(args.profile, args.config, overrides)
+
+
+def _fail(message: str, as_json: bool, code: int = 2) -> int:
+    if as_json:
+        print(json.dumps({"status": "failed", "error": message}))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.config import ConfigError
+
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        return _fail(str(e), args.json)
+
+    from runners.local import run_local
+
+    def show(name: str, event: str, seconds: float) -> None:
+        if event == "running":
+            print(f"  {name:<20} running ...", end="", flush=True)
+        else:
+            print(f"\r  {name:<20} done  {seconds:6.1f} s", flush=True)
+
+    if not args.json:
+        print(f"pipeline {cfg.pipeline_name}: data {cfg.data.root}, profile {args.profile}")
+    result = run_local(cfg, on_progress=None if args.json else show)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0 if result.status == "succeeded" else 1
+    if result.status != "succeeded":
+        print()
+    print()
+    for c in result.components:
+        note = " (cached)" if c.cached else ""
+        print(f"  {c.name:<20} {c.status:<10} {c.seconds:6.1f} s{note}")
+    print()
+    if result.status != "succeeded":
+        print(f"error: {result.error}", file=sys.stderr)
+        print(f"full log: {result.log_file}", file=sys.stderr)
+        return 1
+    if result.metrics:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
+        print(f"metrics (eval split, span {result.span}): {shown}")
+    if result.pushed:
+        state = "pushed" if result.pushed.get("new") else "already serving"
+        print(f"{state}: version {result.pushed['version']} at {result.pushed['path']}")
+    elif result.blessed is False:
+        print("not pushed: the model did not pass the evaluation thresholds")
+    print(f"metadata: {result.metadata_uri}\nrun: {result.run_id}  log: {result.log_file}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from pipeline.config import ConfigError, config_to_dict
+
+    try:
+        cfg = _load(args)
+    except ConfigError as e:
+        return _fail(str(e), False)
+    print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "config": _cmd_config}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""Typed pipeline configuration, loaded from YAML profiles.
+
+A profile (``pipeline/profiles/<name>.yaml``) is a complete configuration; ``--config FILE``
+is merged on top of it key by key, and command-line flags on top of that. Every key is checked
+against the dataclasses below: an unknown key, a wrong type or a value outside its choices is a
+``ConfigError`` naming the file, the dotted key and what was expected.
+
+Relative paths are resolved against the working directory when the pipeline is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+DEFAULT_PROFILE = "local"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is wrong; the message names the file and the key."""
+
+
+@dataclass
+class SplitsConfig:
+    # folders: the data already has Split-<name>/ folders; hash: one folder, split by hash buckets.
+    mode: Literal["folders", "hash"] = "folders"
+    folders: dict[str, str] = field(
+        default_factory=lambda: {"train": "Split-train", "eval": "Split-eval"}
+    )
+    hash_buckets: dict[str, int] = field(default_factory=lambda: {"train": 4, "eval": 1})
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/penguins"
+    # Folder of one span under root; {SPAN} is ImportExampleGen's span placeholder.
+    span_pattern: str = "span-{SPAN}"
+    # None: the latest span found under root.
+    span: int | None = None
+    file_pattern: str = "*.tfrecord.gz"
+    schema: str = "data/schema/schema.pbtxt"
+    splits: SplitsConfig = field(default_factory=SplitsConfig)
+
+
+@dataclass
+class ModelConfig:
+    label: str = "label"
+    # None: every feature of the schema but the label.
+    features: list[str] | None = None
+    task: Literal["multiclass", "binary", "regression"] = "multiclass"
+    hidden_units: list[int] = field(default_factory=lambda: [16, 8])
+    # Categorical vocabularies larger than this go through an embedding instead of one-hot.
+    embedding_threshold: int = 20
+    embedding_dim: int = 8
+    # String features with no domain in the schema are hashed into this many buckets.
+    hash_buckets: int = 100
+
+
+@dataclass
+class DistributionConfig:
+    workers: int = 1
+    # auto: NCCL when GPUs are visible, RING otherwise.
+    communication: Literal["auto", "ring", "nccl"] = "auto"
+
+
+@dataclass
+class TrainerConfig:
+    train_steps: int = 500
+    # train_steps are spread over this many epochs (checkpoints are taken between epochs).
+    epochs: int = 3
+    eval_steps: int = 20
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    # Examples read to compute the normalisation of numeric features.
+    normalization_sample: int = 10000
+    seed: int = 42
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
+
+
+@dataclass
+class ThresholdConfig:
+    metric: str = "sparse_categorical_accuracy"
+    # The candidate is blessed only if metric >= lower_bound (or <= upper_bound) ...
+    lower_bound: float | None = 0.6
+    upper_bound: float | None = None
+    # ... and, when a baseline exists, it is no worse than the baseline by more than this.
+    max_regression: float | None = 0.0
+    higher_is_better: bool = True
+
+
+@dataclass
+class EvaluatorConfig:
+    metrics: list[str] = field(
+        default_factory=lambda: ["ExampleCount", "SparseCategoricalAccuracy"]
+    )
+    # Feature keys to slice by; the overall slice is always computed.
+    slices: list[list[str]] = field(default_factory=list)
+    thresholds: list[ThresholdConfig] = field(default_factory=lambda: [ThresholdConfig()])
+
+
+@dataclass
+class PusherConfig:
+    base_path: str = "var/serving/model"
+
+
+@dataclass
+class BeamConfig:
+    direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
+    direct_num_workers: int = 1
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineConfig:
+    pipeline_name: str = "tfx-pipeline"
+    # pipeline_root/ and metadata.sqlite live here unless set explicitly.
+    work_dir: str = "var"
+    pipeline_root: str | None = None
+    metadata_path: str | None = None
+    enable_cache: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    pusher: PusherConfig = field(default_factory=PusherConfig)
+    beam: BeamConfig = field(default_factory=BeamConfig)
+    # Where the configuration came from, for messages; not a YAML key.
+    sources: list[str] = field(default_factory=list, metadata={"internal": True})
+
+    @property
+    def resolved_pipeline_root(self) -> str:
+        return os.path.abspath(self.pipeline_root or os.path.join(self.work_dir, "pipeline_root"))
+
+    @property
+    def resolved_metadata_path(self) -> str:
+        return os.path.abspath(self.metadata_path or os.path.join(self.work_dir, "metadata.sqlite"))
+
+    def validate(self) -> None:
+        """Checks rules that span several keys; raises ConfigError."""
+        where = self.sources[-1] if self.sources else "<config>"
+        if self.model.features is not None and self.model.label in self.model.features:
+            raise ConfigError(
+                f"{where}: model.features: must not contain the label {self.model.label!r}"
+            )
+        positives = {
+            "trainer.train_steps": self.trainer.train_steps,
+            "trainer.eval_steps": self.trainer.eval_steps,
+            "trainer.batch_size": self.trainer.batch_size,
+            "trainer.epochs": self.trainer.epochs,
+            "trainer.distribution.workers": self.trainer.distribution.workers,
+            "beam.direct_num_workers": self.beam.direct_num_workers,
+        }
+        for key, value in positives.items():
+            if value < 1:
+                raise ConfigError(f"{where}: {key}: expected a positive integer, got {value}")
+        if self.trainer.learning_rate <= 0:
+            raise ConfigError(f"{where}: trainer.learning_rate: expected > 0")
+        if self.data.span is not None and self.data.span < 0:
+            raise ConfigError(f"{where}: data.span: expected a span number >= 0")
+        if "{SPAN}" not in self.data.span_pattern:
+            raise ConfigError(f"{where}: data.span_pattern: must contain {{SPAN}}")
+        split_names = (
+            self.data.splits.folders if self.data.splits.mode == "folders"
+            else self.data.splits.hash_buckets
+        )
+        if set(split_names) != {"train", "eval"}:
+            raise ConfigError(
+                f"{where}: data.splits.{self.data.splits.mode}: expected the splits "
+                f"'train' and 'eval', got {sorted(split_names)}"
+            )
+        for name, buckets in self.data.splits.hash_buckets.items():
+            if buckets < 1:
+                raise ConfigError(f"{where}: data.splits.hash_buckets.{name}: expected >= 1")
+        for i, t in enumerate(self.evaluator.thresholds):
+            if t.lower_bound is None and t.upper_bound is None and t.max_regression is None:
+                raise ConfigError(
+                    f"{where}: evaluator.thresholds[{i}]: set lower_bound, upper_bound "
+                    "or max_regression"
+                )
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin is dict:
+        k, v = typing.get_args(tp)
+        return f"a mapping of {_describe(k)} to {_describe(v)}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number",
+            str: "a string"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Converts a parsed YAML value to type `tp`, or raises ConfigError naming `key`."""
+
+    def fail() -> typing.NoReturn:
+        raise ConfigError(f"{where}: {key}: expected {_describe(tp)}, got {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key, where)
+            except ConfigError:
+                continue
+        fail()
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            fail()
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            fail()
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail()
+        k_tp, v_tp = typing.get_args(tp)
+        return {
+            _convert(k, k_tp, key, where): _convert(v, v_tp, f"{key}.{k}", where)
+            for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail()
+        return _build(tp, value, key, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            fail()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    fail()
+
+
+def _fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = _fields(cls)
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where}: {dotted}: unknown key{hint}; expected one of: {', '.join(known)}"
+            )
+        kwargs[key] = _convert(value, hints[key], dotted, where)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def profile_path(name: str) -> Path:
+    """The YAML file of a named profile; raises ConfigError for an unknown name."""
+    path = PROFILES_DIR / f"{name}.yaml"
+    if not name.replace("-", "").replace("_", "").isalnum() or not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+        raise ConfigError(f"unknown profile {name!r}; known profiles: {known}")
+    return path
+
+
+def load_config(
+    profile: str = DEFAULT_PROFILE,
+    config_file: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> PipelineConfig:
+    """Loads a profile, merges an optional config file and flag overrides on top, validates.
+
+    Args:
+      profile: name of a file in pipeline/profiles, without `.yaml`.
+      config_file: a YAML file whose keys override the profile's.
+      overrides: nested dict of values from flags (e.g. {"data": {"span": 2}}).
+
+    Raises:
+      ConfigError: naming the file and key of the first problem found.
+    """
+    sources = [profile_path(profile)]
+    if config_file is not None:
+        sources.append(Path(config_file))
+    merged: dict[str, Any] = {}
+    for src in sources:
+        layer = _read_yaml(src)
+        # Check each layer on its own so that the error names the file that holds the bad key.
+        _build(PipelineConfig, layer, "", str(src))
+        merged = _merge(merged, layer)
+    if overrides:
+        _build(PipelineConfig, overrides, "", "command line")
+        merged = _merge(merged, overrides)
+    cfg = _build(PipelineConfig, merged, "", str(sources[-1]))
+    cfg.sources = [str(s) for s in sources]
+    cfg.validate()
+    return cfg
+
+
+def config_to_dict(cfg: PipelineConfig) -> dict[str, Any]:
+    """The configuration as plain data (what a YAML file would hold)."""
+    data = dataclasses.asdict(cfg)
+    data.pop("sources", None)
+    return data

@@ -1,0 +1,120 @@
+"""What a run did, read back from ML Metadata: component states, the push, the metrics."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pipeline.config import PipelineConfig
+
+# MLMD execution states (metadata_store_pb2.Execution.State).
+_STATES = {0: "unknown", 1: "new", 2: "running", 3: "succeeded", 4: "failed", 5: "cached",
+           6: "canceled"}
+
+
+def open_store(path: str):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    return metadata_store.MetadataStore(config)
+
+
+def node_executions(store, pipeline_name: str, run_id: str) -> dict[str, Any]:
+    """Node id -> the execution of that node in run `run_id`."""
+    run_ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if run_ctx is None:
+        return {}
+    in_run = {e.id: e for e in store.get_executions_by_context(run_ctx.id)}
+    out = {}
+    prefix = f"{pipeline_name}."
+    for ctx in store.get_contexts_by_type("node"):
+        if not ctx.name.startswith(prefix):
+            continue
+        for e in store.get_executions_by_context(ctx.id):
+            if e.id in in_run:
+                out[ctx.name[len(prefix):]] = e
+    return out
+
+
+def output_artifacts(store, execution_id: int) -> list:
+    from ml_metadata.proto import metadata_store_pb2
+
+    events = store.get_events_by_execution_ids([execution_id])
+    ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+    return store.get_artifacts_by_id(ids) if ids else []
+
+
+def _custom(artifact, key: str):
+    if key not in artifact.custom_properties:
+        return None
+    v = artifact.custom_properties[key]
+    return getattr(v, v.WhichOneof("value"))
+
+
+def overall_metrics(evaluation_uri: str) -> dict[str, float]:
+    """The overall slice's metrics of a TFMA evaluation output."""
+    import tensorflow_model_analysis as tfma
+
+    metrics: dict[str, float] = {}
+    for m in tfma.load_metrics(evaluation_uri):
+        if m.slice_key.single_slice_keys:
+            continue
+        for kv in m.metric_keys_and_values:
+            if kv.key.HasField("sub_key") or kv.key.is_diff:
+                continue
+            value = kv.value
+            if value.HasField("double_value"):
+                metrics[kv.key.name] = round(value.double_value.value, 6)
+    return metrics
+
+
+def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> None:
+    """Fills `result.components`, `.pushed`, `.blessed` and `.metrics` from MLMD."""
+    from pipeline.build import NODE_ORDER
+
+    path = cfg.resolved_metadata_path
+    executions = {}
+    store = None
+    if os.path.exists(path):
+        store = open_store(path)
+        executions = node_executions(store, cfg.pipeline_name, result.run_id)
+    names = [n for n in NODE_ORDER if n in executions or n in seconds] or list(executions)
+    for name in NODE_ORDER:
+        if name not in names:
+            names.append(name)
+    components = []
+    for name in names:
+        e = executions.get(name)
+        state = _STATES.get(e.last_known_state, "unknown") if e is not None else "not run"
+        if e is None and name in seconds:
+            state = "failed" if result.status == "failed" else "succeeded"
+        components.append(
+            {"name": name, "status": state, "seconds": round(seconds.get(name, 0.0), 2),
+             "cached": state == "cached"}
+        )
+    from runners.local import ComponentRun
+
+    result.components = [ComponentRun(**c) for c in components]
+    if store is None:
+        return
+    if "ServingPusher" in executions:
+        for a in output_artifacts(store, executions["ServingPusher"].id):
+            if _custom(a, "pushed") == 1:
+                result.pushed = {
+                    "version": _custom(a, "pushed_version"),
+                    "path": _custom(a, "pushed_destination"),
+                    "new": not _custom(a, "reused_existing_version")
+                    and executions["ServingPusher"].last_known_state != 5,
+                }
+    if "Evaluator" in executions:
+        for a in output_artifacts(store, executions["Evaluator"].id):
+            if a.type == "ModelBlessing" or _custom(a, "blessed") is not None:
+                result.blessed = _custom(a, "blessed") == 1
+            else:
+                try:
+                    result.metrics = overall_metrics(a.uri)
+                except Exception:  # noqa: BLE001  (metrics are informative, not the verdict)
+                    pass

@@ -1,0 +1,223 @@
+"""Runs the pipeline locally: LocalDagRunner, ML Metadata in SQLite, Beam's DirectRunner."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pipeline.config import PipelineConfig
+
+# (component id, "running" | "finished", seconds since it started)
+ProgressCallback = Callable[[str, str, float], None]
+
+
+def prepare_process_env() -> None:
+    """Environment every process that imports TensorFlow here needs, set before the import.
+
+    Keras 2 (tf_keras): MultiWorkerMirroredStrategy fails with Keras 3 on TF 2.16.
+    """
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    # TensorFlow's C++ start-up noise (CUDA factories on a machine without GPU) off the terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@dataclass
+class ComponentRun:
+    name: str
+    status: str  # succeeded | cached | failed | not run
+    seconds: float
+    cached: bool
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # succeeded | failed
+    components: list[ComponentRun] = field(default_factory=list)
+    pushed: dict[str, Any] | None = None
+    blessed: bool | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    metadata_uri: str = ""
+    pipeline_root: str = ""
+    log_file: str = ""
+    span: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "components": [c.__dict__ for c in self.components],
+            "pushed": self.pushed,
+            "blessed": self.blessed,
+            "metrics": self.metrics,
+            "metadata": {"uri": self.metadata_uri},
+            "pipeline_root": self.pipeline_root,
+            "log_file": self.log_file,
+            "span": self.span,
+            "error": self.error,
+        }
+
+
+class _ProgressHandler(logging.Handler):
+    """Turns LocalDagRunner's "Component X is running/finished." log lines into callbacks."""
+
+    def __init__(self, callback: ProgressCallback | None):
+        super().__init__(logging.INFO)
+        self.callback = callback
+        self.started: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self.current: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg not in ("Component %s is running.", "Component %s is finished."):
+            return
+        name = str(record.args[0]) if record.args else "?"
+        if record.msg.endswith("running."):
+            self.started[name] = time.monotonic()
+            self.current = name
+            if self.callback:
+                self.callback(name, "running", 0.0)
+        else:
+            self.seconds[name] = time.monotonic() - self.started.get(name, time.monotonic())
+            self.current = None
+            if self.callback:
+                self.callback(name, "finished", self.seconds[name])
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def _one_line(exc: BaseException) -> str:
+    """The most specific, readable reason in an exception chain."""
+    from components.data_check import DataCheckError
+    from components.data_validation import AnomaliesFoundError
+    from pipeline.config import ConfigError
+
+    chain, e = [], exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in chain:
+        if isinstance(e, AnomaliesFoundError | DataCheckError | ConfigError):
+            return str(e)
+    root = chain[-1]
+    text = str(root).strip().splitlines()[0] if str(root).strip() else ""
+    return f"{type(root).__name__}: {text}" if text else type(root).__name__
+
+
+def _setup_logging(log_file: str) -> logging.Handler:
+    """Sends every library log line to the run's log file instead of the terminal."""
+    from absl import logging as absl_logging
+
+    os.makedirs(os.path.dirname(log_file), exist_ok=True)
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.removeHandler(absl_logging.get_absl_handler())
+    for h in list(root.handlers):
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+            root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    return handler
+
+
+def preflight(cfg: PipelineConfig) -> int:
+    """Checks the input files before anything starts; returns the span to read.
+
+    Raises:
+      DataCheckError: naming the data root or the bad file.
+    """
+    from components.data_check import check_input_files
+    from pipeline.build import split_patterns
+    from pipeline.spans import resolve_span
+
+    root = os.path.abspath(cfg.data.root)
+    span = resolve_span(root, cfg.data.span_pattern, cfg.data.span)
+    patterns = [p.replace("{SPAN}", str(span)) for p in split_patterns(cfg).values()]
+    check_input_files(root, patterns)
+    return span
+
+
+def run_local(
+    cfg: PipelineConfig,
+    *,
+    run_id: str | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Runs the whole pipeline once and reports what happened; never raises for a failed run.
+
+    The MLMD store is SQLite at `cfg.resolved_metadata_path`; the full log goes to
+    `<work_dir>/logs/<run_id>.log`.
+    """
+    prepare_process_env()
+    run_id = run_id or new_run_id()
+    result = RunResult(
+        run_id=run_id,
+        status="failed",
+        metadata_uri=cfg.resolved_metadata_path,
+        pipeline_root=cfg.resolved_pipeline_root,
+        log_file=os.path.abspath(os.path.join(cfg.work_dir, "logs", f"{run_id}.log")),
+    )
+    log_handler = _setup_logging(result.log_file)
+    progress = _ProgressHandler(on_progress)
+    logging.getLogger().addHandler(progress)
+    try:
+        result.span = preflight(cfg)
+        _run_pipeline(cfg, run_id)
+        result.status = "succeeded"
+    except BaseException as e:  # noqa: BLE001  (Ctrl-C too: report, then re-raise below)
+        logging.getLogger(__name__).error("run %s failed:\n%s", run_id, traceback.format_exc())
+        failed_in = progress.current
+        reason = _one_line(e)
+        result.error = f"{failed_in}: {reason}" if failed_in else reason
+        if failed_in:
+            progress.seconds[failed_in] = time.monotonic() - progress.started[failed_in]
+        if isinstance(e, KeyboardInterrupt):
+            raise
+    finally:
+        logging.getLogger().removeHandler(progress)
+        try:
+            from pipeline.report import collect_report
+
+            collect_report(cfg, result, progress.seconds)
+        except Exception:  # noqa: BLE001  (a report problem must not hide the run's outcome)
+            logging.getLogger(__name__).exception("could not read the run report from MLMD")
+        log_handler.flush()
+    return result
+
+
+def _run_pipeline(cfg: PipelineConfig, run_id: str) -> None:
+    from tfx.dsl.compiler import compiler, constants
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    from pipeline.build import beam_args, build_pipeline
+
+    os.makedirs(os.path.dirname(cfg.resolved_metadata_path), exist_ok=True)
+    pipeline = build_pipeline(
+        cfg,
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(
+            cfg.resolved_metadata_path
+        ),
+        beam_pipeline_args=beam_args(cfg),
+    )
+    ir = compiler.Compiler().compile(pipeline)
+    runtime_parameter_utils.substitute_runtime_parameter(
+        ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
+    )
+    LocalDagRunner().run_with_ir(ir)
