@@ -87,7 +87,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         state = "pushed" if result.pushed.get("new") else "already serving"
         print(f"{state}: version {result.pushed['version']} at {result.pushed['path']}")
     elif result.blessed is False:
-        print("not pushed: the model did not pass the evaluation thresholds")
+        print("not pushed: the model did not pass the evaluation thresholds:")
+        for line in result.validation_failures:
+            print(f"  - {line}")
     print(f"metadata: {result.metadata_uri}\nrun: {result.run_id}  log: {result.log_file}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -65,10 +66,45 @@ def overall_metrics(evaluation_uri: str) -> dict[str, float]:
         for kv in m.metric_keys_and_values:
             if kv.key.HasField("sub_key") or kv.key.is_diff:
                 continue
+            if kv.key.model_name not in ("", "candidate"):
+                continue
             value = kv.value
             if value.HasField("double_value"):
                 metrics[kv.key.name] = round(value.double_value.value, 6)
     return metrics
+
+
+def _slice_value(key) -> str:
+    kind = key.WhichOneof("kind")
+    value = getattr(key, kind) if kind else ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def validation_failures(evaluation_uri: str) -> list[str]:
+    """Why TFMA did not bless the candidate: one line per failed threshold and slice."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_validation_result(evaluation_uri)
+    lines = []
+    for per_slice in result.metric_validations_per_slice:
+        keys = per_slice.slice_key.single_slice_keys
+        where = ", ".join(f"{k.column}={_slice_value(k)}" for k in keys) or "overall"
+        for f in per_slice.failures:
+            value = f.metric_value.double_value.value
+            if f.metric_key.is_diff:
+                bound = f.metric_threshold.change_threshold.absolute.value
+                lines.append(
+                    f"{f.metric_key.name} on {where}: {value:+.4f} vs baseline "
+                    f"(allowed {bound:+.4f})"
+                )
+            else:
+                vt = f.metric_threshold.value_threshold
+                bound = (f">= {vt.lower_bound.value}" if vt.HasField("lower_bound")
+                         else f"<= {vt.upper_bound.value}")
+                lines.append(f"{f.metric_key.name} on {where}: {value:.4f}, needs {bound}")
+    if not lines and not result.validation_ok:
+        lines = [str(result.missing_thresholds or result.rubber_stamp or "validation failed")]
+    return lines
 
 
 def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> None:
@@ -116,5 +152,6 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
             else:
                 try:
                     result.metrics = overall_metrics(a.uri)
+                    result.validation_failures = validation_failures(a.uri)
                 except Exception:  # noqa: BLE001  (metrics are informative, not the verdict)
-                    pass
+                    logging.getLogger(__name__).exception("cannot read %s", a.uri)

@@ -47,6 +47,8 @@ class RunResult:
     pushed: dict[str, Any] | None = None
     blessed: bool | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    # Why the Evaluator did not bless the candidate, one line per failed threshold.
+    validation_failures: list[str] = field(default_factory=list)
     metadata_uri: str = ""
     pipeline_root: str = ""
     log_file: str = ""
@@ -61,6 +63,7 @@ class RunResult:
             "pushed": self.pushed,
             "blessed": self.blessed,
             "metrics": self.metrics,
+            "validation_failures": self.validation_failures,
             "metadata": {"uri": self.metadata_uri},
             "pipeline_root": self.pipeline_root,
             "log_file": self.log_file,

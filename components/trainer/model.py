@@ -95,7 +95,8 @@ def build_model(
         x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
     if label.task == "multiclass":
         out = keras.layers.Dense(label.num_classes, activation="softmax", name="output")(x)
-        loss, metrics = keras.losses.SparseCategoricalCrossentropy(), ["sparse_categorical_accuracy"]
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = ["sparse_categorical_accuracy"]
     elif label.task == "binary":
         out = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
         loss, metrics = keras.losses.BinaryCrossentropy(), ["binary_accuracy"]

@@ -50,13 +50,19 @@ def train_and_export(
                             seed=tcfg["seed"])
     eval_ds = make_dataset(eval_files, features, label, batch, training=False)
     epochs = max(1, min(tcfg.get("epochs", 1), train_steps))
+    import tf_keras as keras
+
+    log_epoch = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: logging.info("epoch %d: %s", epoch + 1, logs)
+    )
     history = model.fit(
         train_ds,
         epochs=epochs,
         steps_per_epoch=max(1, train_steps // epochs),
         validation_data=eval_ds.repeat(),
         validation_steps=eval_steps,
-        verbose=2,
+        callbacks=[log_epoch],
+        verbose=0,
     )
     logging.info("Trained on %d replica(s): %s", workers, history.history)
     export_model(model, features, label, serving_model_dir)

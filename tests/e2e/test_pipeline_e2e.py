@@ -1,0 +1,110 @@
+"""The real pipeline with LocalDagRunner on data/: what a user would check afterwards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.conftest import REPO, run_json, write_overlay
+
+pytestmark = pytest.mark.e2e
+
+NODES = [
+    "ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+    "DataValidationGate", "Trainer", "Evaluator", "ServingPusher",
+]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    overlay = write_overlay(tmp)
+    first_proc, first = run_json("--config", str(overlay))
+    assert first_proc.returncode == 0, first.get("error")
+    second_proc, second = run_json("--config", str(overlay))
+    assert second_proc.returncode == 0, second.get("error")
+    return tmp, first, second
+
+
+def test_first_run_succeeds_and_pushes_version_1(runs):
+    tmp, first, _ = runs
+    assert first["status"] == "succeeded"
+    by_name = {c["name"]: c for c in first["components"]}
+    for name in NODES:
+        assert by_name[name]["status"] == "succeeded", by_name[name]
+        assert by_name[name]["cached"] is False
+    assert first["pushed"]["version"] == 1
+    assert first["pushed"]["path"] == str(tmp / "serving" / "penguin" / "1")
+    assert first["metrics"]["sparse_categorical_accuracy"] >= 0.8
+    assert first["metrics"]["example_count"] == 65  # span 2's eval split
+    assert first["span"] == 2
+    assert first["metadata"]["uri"] == str(tmp / "var" / "metadata.sqlite")
+
+
+def test_pushed_version_loads_in_a_fresh_process_and_predicts(runs):
+    tmp, first, _ = runs
+    script = f"""
+import json, os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+model = tf.saved_model.load({first["pushed"]["path"]!r})
+files = tf.io.gfile.glob({str(REPO / "data/penguins/span-2/Split-eval/*.gz")!r})
+records = list(tf.data.TFRecordDataset(files, "GZIP").take(20).as_numpy_iterator())
+out = model.signatures["serving_default"](examples=tf.constant(records))
+print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    probs = out["probabilities"]
+    assert len(probs) == 20 and all(len(p) == 3 for p in probs)
+    for p in probs:
+        assert abs(sum(p) - 1.0) < 1e-4
+        assert all(0.0 <= x <= 1.0 for x in p)
+    assert out["class_id"] == [max(range(3), key=p.__getitem__) for p in probs]
+
+
+def test_mlmd_holds_examples_model_pushedmodel_lineage(runs):
+    tmp, first, _ = runs
+    from ml_metadata.proto import metadata_store_pb2
+
+    from pipeline.report import node_executions, open_store
+
+    store = open_store(first["metadata"]["uri"])
+    execs = node_executions(store, "penguin", first["run_id"])
+
+    def artifacts(execution, kind):
+        events = store.get_events_by_execution_ids([execution.id])
+        ids = [e.artifact_id for e in events if e.type == kind]
+        return store.get_artifacts_by_id(ids)
+
+    inp, out = metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.OUTPUT
+    type_names = {t.id: t.name for t in store.get_artifact_types()}
+    pushed = artifacts(execs["ServingPusher"], out)
+    assert [type_names[a.type_id] for a in pushed] == ["PushedModel"]
+    assert pushed[0].custom_properties["pushed_version"].int_value == 1
+    pusher_model = [a for a in artifacts(execs["ServingPusher"], inp)
+                    if type_names[a.type_id] == "Model"]
+    trainer_model = [a for a in artifacts(execs["Trainer"], out)
+                     if type_names[a.type_id] == "Model"]
+    assert [a.id for a in pusher_model] == [a.id for a in trainer_model]
+    trainer_examples = [a for a in artifacts(execs["Trainer"], inp)
+                        if type_names[a.type_id] == "Examples"]
+    gen_examples = artifacts(execs["ImportExampleGen"], out)
+    assert [a.id for a in trainer_examples] == [a.id for a in gen_examples]
+    assert gen_examples[0].custom_properties["span"].int_value == 2
+
+
+def test_second_run_is_fully_cached_and_pushes_nothing(runs):
+    tmp, first, second = runs
+    assert second["run_id"] != first["run_id"]
+    by_name = {c["name"]: c for c in second["components"]}
+    for name in NODES:
+        assert by_name[name]["cached"] is True, by_name[name]
+    assert second["pushed"] == {**first["pushed"], "new": False}
+    base = tmp / "serving" / "penguin"
+    assert sorted(p.name for p in base.iterdir() if not p.name.startswith(".")) == ["1"]
