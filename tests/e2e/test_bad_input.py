@@ -119,7 +119,7 @@ def test_feature_type_contradicting_the_schema(tmp_path):
 
     rewrite_examples(train_file(root), to_bytes)
     proc = run_cli("run", "--config", str(write_overlay(tmp_path)), "--data-root", str(root))
-    assert_refused(tmp_path, proc, None, "'body_mass_g'", "BYTES")
+    assert_refused(tmp_path, proc, None, "'body_mass_g'", "Expected data of type: FLOAT")
 
 
 def test_yaml_profile_that_does_not_parse(tmp_path):
