@@ -25,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("config", help="print the resolved configuration")
     show.add_argument("--profile", default="local")
     show.add_argument("--config", metavar="FILE")
+
+    from pipeline.release_cli import add_release_parser  # argparse only: cheap
+
+    add_release_parser(sub)
     return p
 
 
@@ -109,7 +113,9 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "config": _cmd_config}
+    from pipeline.release_cli import run_release
+
+    handlers = {"run": _cmd_run, "config": _cmd_config, "release": run_release}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -143,8 +143,13 @@ class PipelineConfig:
         return os.path.abspath(self.metadata_path or os.path.join(self.work_dir, "metadata.sqlite"))
 
     def validate(self) -> None:
-        """Checks rules that span several keys; raises ConfigError."""
+        """Checks rules that span several keys; raises ConfigError naming the last source."""
         where = self.sources[-1] if self.sources else "<config>"
+        if self.model.features is not None and not self.model.features:
+            raise ConfigError(
+                f"{where}: model.features: empty; list feature names, or null for every "
+                "feature of the schema but the label"
+            )
         if self.model.features is not None and self.model.label in self.model.features:
             raise ConfigError(
                 f"{where}: model.features: must not contain the label {self.model.label!r}"
@@ -255,6 +260,12 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
             fail()
         return value
     if tp is float:
+        # PyYAML (YAML 1.1) reads 1e-3 as a string: accept what float() reads.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                fail()
         if isinstance(value, bool) or not isinstance(value, int | float):
             fail()
         return float(value)
@@ -345,18 +356,18 @@ def load_config(
     sources = [profile_path(profile)]
     if config_file is not None:
         sources.append(Path(config_file))
-    merged: dict[str, Any] = {}
-    for src in sources:
-        layer = _read_yaml(src)
-        # Check each layer on its own so that the error names the file that holds the bad key.
-        _build(PipelineConfig, layer, "", str(src))
-        merged = _merge(merged, layer)
+    layers = [(str(src), _read_yaml(src)) for src in sources]
     if overrides:
-        _build(PipelineConfig, overrides, "", "command line")
-        merged = _merge(merged, overrides)
-    cfg = _build(PipelineConfig, merged, "", str(sources[-1]))
-    cfg.sources = [str(s) for s in sources]
-    cfg.validate()
+        layers.append(("command line", overrides))
+    merged: dict[str, Any] = {}
+    for i, (name, layer) in enumerate(layers):
+        # Check each layer on its own so that the error names the file that holds the bad key,
+        # then the merge so far: a rule broken only now is broken by this layer.
+        _build(PipelineConfig, layer, "", name)
+        merged = _merge(merged, layer)
+        cfg = _build(PipelineConfig, merged, "", name)
+        cfg.sources = [n for n, _ in layers[: i + 1]]
+        cfg.validate()
     return cfg
 
 

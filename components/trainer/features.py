@@ -132,6 +132,12 @@ def select_features(
             f"label {label!r}: {task} classification needs an INT label of class ids 0..n-1"
         )
     if task == "binary":
+        dom = lab.int_domain
+        if lab.HasField("int_domain") and (dom.min, dom.max) != (0, 1):
+            raise FeatureSpecError(
+                f"label {label!r}: binary needs values 0 and 1, the schema allows "
+                f"{dom.min}..{dom.max}"
+            )
         return infos, LabelInfo(label, task, "int64", 2)
     dom = lab.int_domain
     if not (lab.HasField("int_domain") and dom.HasField("max")) or dom.min != 0:

@@ -49,7 +49,10 @@ def train_and_export(
     train_ds = make_dataset(train_files, features, label, batch, training=True,
                             seed=tcfg["seed"])
     eval_ds = make_dataset(eval_files, features, label, batch, training=False)
+    # Keras runs whole epochs: train_steps is rounded up to a multiple of the epoch length.
     epochs = max(1, min(tcfg.get("epochs", 1), train_steps))
+    steps_per_epoch = -(-train_steps // epochs)
+    epochs = -(-train_steps // steps_per_epoch)
     import tf_keras as keras
 
     log_epoch = keras.callbacks.LambdaCallback(
@@ -58,7 +61,7 @@ def train_and_export(
     history = model.fit(
         train_ds,
         epochs=epochs,
-        steps_per_epoch=max(1, train_steps // epochs),
+        steps_per_epoch=steps_per_epoch,
         validation_data=eval_ds.repeat(),
         validation_steps=eval_steps,
         callbacks=[log_epoch],

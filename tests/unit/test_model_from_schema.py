@@ -481,3 +481,8 @@ def test_synthetic_predict_raw_equals_serving_default(synth_model, synth_layout)
     np.testing.assert_allclose(raw[PROBABILITIES].numpy(), by_example[PROBABILITIES],
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(raw[CLASS_ID].numpy(), by_example[CLASS_ID])
+
+
+def test_binary_task_refuses_a_label_with_more_than_two_values(penguin_schema):
+    with pytest.raises(FeatureSpecError, match=r"'species': binary needs values 0 and 1.*0\.\.2"):
+        select_features(penguin_schema, "species", None, "binary")
