@@ -65,9 +65,17 @@ class ModelConfig:
 
 @dataclass
 class DistributionConfig:
+    # Local worker processes started on loopback (ignored when TF_CONFIG names a cluster).
+    # trainer.batch_size is per worker: the global batch is batch_size x workers.
     workers: int = 1
     # auto: NCCL when GPUs are visible, RING otherwise.
     communication: Literal["auto", "ring", "nccl"] = "auto"
+    # Restarts of the whole worker group after a worker dies; training resumes from backup.
+    max_restarts: int = 2
+    # Every worker must reach the others within this time, or the run stops with an error.
+    startup_timeout_seconds: float = 120.0
+    # Bound on each collective operation (null: none; the strategy's health checks still run).
+    collective_timeout_seconds: float | None = None
 
 
 @dataclass
@@ -165,6 +173,17 @@ class PipelineConfig:
         for key, value in positives.items():
             if value < 1:
                 raise ConfigError(f"{where}: {key}: expected a positive integer, got {value}")
+        dist = self.trainer.distribution
+        if dist.max_restarts < 0:
+            raise ConfigError(f"{where}: trainer.distribution.max_restarts: expected >= 0")
+        if dist.startup_timeout_seconds <= 0:
+            raise ConfigError(
+                f"{where}: trainer.distribution.startup_timeout_seconds: expected > 0"
+            )
+        if dist.collective_timeout_seconds is not None and dist.collective_timeout_seconds <= 0:
+            raise ConfigError(
+                f"{where}: trainer.distribution.collective_timeout_seconds: expected > 0 or null"
+            )
         if self.trainer.learning_rate <= 0:
             raise ConfigError(f"{where}: trainer.learning_rate: expected > 0")
         if self.data.span is not None and self.data.span < 0:

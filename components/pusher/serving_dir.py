@@ -7,6 +7,7 @@ Layout of a base path::
     <base>/.version_counter        the last version number handed out (never reused)
     <base>/.lock                   flock'ed for the whole of a push
     <base>/.tmp-*                  work in progress; removed by the next push if left behind
+                                   (as are ``.tmp-*`` files in hidden bookkeeping directories)
 
 A numeric directory appears in one ``rename`` and only once complete and fsync'ed, so TF
 Serving (which polls the base path) never loads a half-copied model. Pure standard library.
@@ -22,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,6 +38,7 @@ __all__ = [
     "PushResult",
     "ServingDir",
     "model_content_hash",
+    "write_atomically",
 ]
 
 COUNTER_FILE = ".version_counter"
@@ -47,6 +50,10 @@ SAVED_MODEL_FILE = "saved_model.pb"
 # ASCII digits only: str.isdigit() would also accept e.g. "²", which int() rejects.
 _VERSION_NAME = re.compile(r"[0-9]+")
 _HASH_CHUNK = 1024 * 1024
+
+# Base paths whose lock the current thread holds, so that an operation holding the lock (a
+# release: push + record + models.config) can call ``push`` without deadlocking on its own flock.
+_held_locks = threading.local()
 
 
 class PushError(RuntimeError):
@@ -145,8 +152,12 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+def write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename.
+
+    The temporary is named ``.tmp-<name>-<random>``: a push (under the lock) removes any that
+    a killed writer left in the base path. Readers see the old file or the new one, never a mix.
+    """
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f"{TMP_PREFIX}{name}-{secrets.token_hex(4)}")
     try:
@@ -290,19 +301,45 @@ class ServingDir:
         return None
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def lock(self) -> Iterator[None]:
+        """Hold the base path's exclusive lock (``flock`` on ``<base>/.lock``).
+
+        Blocks until the lock is free. Re-entrant within a thread: code that holds the lock may
+        call ``push``. Other threads and processes wait. Creates the base path if missing.
+        """
+        held: set[str] = _held_locks.__dict__.setdefault("paths", set())
+        if self.base_path in held:
+            yield
+            return
+        os.makedirs(self.base_path, exist_ok=True)
         fd = os.open(os.path.join(self.base_path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             # Blocking: a second push waits for the first rather than failing. The kernel
             # drops the lock if the holder dies, so a killed push cannot wedge the next one.
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            held.add(self.base_path)
+            try:
+                yield
+            finally:
+                held.discard(self.base_path)
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    def _remove_stale_temporaries(self) -> None:
-        # Called under the lock: any temporary present now belongs to a push that died.
-        for directory in (self.base_path, os.path.join(self.base_path, METADATA_DIR)):
+    def remove_stale_temporaries(self) -> None:
+        """Remove ``.tmp-*`` entries of the base path and of its hidden bookkeeping directories.
+
+        Call only while holding ``lock()``: every writer holds it, so any temporary present
+        then belongs to a writer that died.
+        """
+        try:
+            hidden = [
+                os.path.join(self.base_path, e.name)
+                for e in os.scandir(self.base_path)
+                if e.name.startswith(".") and not e.name.startswith(TMP_PREFIX) and e.is_dir()
+            ]
+        except FileNotFoundError:
+            return
+        for directory in (self.base_path, *hidden):
             with contextlib.suppress(FileNotFoundError):
                 for name in os.listdir(directory):
                     if name.startswith(TMP_PREFIX):
@@ -333,8 +370,8 @@ class ServingDir:
         if not os.path.isfile(os.path.join(model_dir, SAVED_MODEL_FILE)):
             raise PushError(f"{model_dir} is not a SavedModel: it has no {SAVED_MODEL_FILE}")
         os.makedirs(self.base_path, exist_ok=True)
-        with self._locked():
-            self._remove_stale_temporaries()
+        with self.lock():
+            self.remove_stale_temporaries()
             dirs, files = _walk_model(model_dir)
             content_hash = _tree_hash(model_dir, files)
             existing = self.find_by_hash(content_hash)
@@ -366,14 +403,14 @@ class ServingDir:
 
     def _record(self, version: int, content_hash: str) -> None:
         """Bump the counter to ``version`` and write its metadata, both durably."""
-        _write_atomically(os.path.join(self.base_path, COUNTER_FILE), f"{version}\n".encode())
+        write_atomically(os.path.join(self.base_path, COUNTER_FILE), f"{version}\n".encode())
         os.makedirs(os.path.join(self.base_path, METADATA_DIR), exist_ok=True)
         metadata = {
             "version": version,
             "content_hash": content_hash,
             "pushed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        _write_atomically(
+        write_atomically(
             self._metadata_path(version), (json.dumps(metadata, indent=2) + "\n").encode()
         )
 

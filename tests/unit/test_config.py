@@ -337,7 +337,10 @@ def test_config_to_dict_is_plain_data_without_sources():
     data = config_to_dict(load_config())
     assert "sources" not in data
     assert data["model"]["label"] == "species"
-    assert data["trainer"]["distribution"] == {"workers": 1, "communication": "auto"}
+    assert data["trainer"]["distribution"] == {
+        "workers": 1, "communication": "auto", "max_restarts": 2,
+        "startup_timeout_seconds": 120.0, "collective_timeout_seconds": None,
+    }
     assert data["evaluator"]["thresholds"][0]["metric"] == "sparse_categorical_accuracy"
     # Plain YAML, no Python-specific tags.
     assert "!!python" not in yaml.safe_dump(data)

@@ -1,0 +1,311 @@
+"""Release records: ``<base>/.releases/<version>.json``, one file per released version.
+
+One file per release rather than a single ``releases.json`` rewritten on each release: a record
+is written once and never rewritten, so a bug or a crash while writing one release cannot lose
+or corrupt the others, and two releases never contend for one file (they are serialised by the
+base path's lock anyway). Reading all records is a directory listing, cheap for the hundreds of
+versions a model accumulates. The directory is hidden so that TF Serving, which lists the base
+path, sees only numeric version directories; records outlive pruned versions, as history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from components.pusher.serving_dir import TMP_PREFIX, ServingDir
+from components.release.errors import ReleaseError, ReleaseRefused
+from components.release.files import read_json, write_json
+from components.release.names import make_tag, validate_channel, validate_model_name
+from components.release.state import read_state
+
+__all__ = [
+    "RELEASES_DIR",
+    "Release",
+    "check_model_name",
+    "find_release",
+    "next_release_number",
+    "read_releases",
+    "record_release",
+    "new_release",
+    "record_path",
+    "validate_release_fields",
+]
+
+RELEASES_DIR = ".releases"
+_RECORD_NAME = re.compile(r"([0-9]+)\.json")
+_STORED_FIELDS = (
+    "tag", "version", "model_name", "content_hash", "channel", "release_number", "metrics",
+    "spans", "git_commit", "mlmd_ids", "blessed", "pushed_at",
+)
+
+
+@dataclass(frozen=True)
+class Release:
+    """One released version, as recorded in ``.releases/<version>.json``.
+
+    Attributes:
+        tag: ``<channel>-v<N>-<YYYYMMDD>``.
+        version: the TF Serving version number (directory name).
+        model_name: the model's name in ``models.config``.
+        content_hash: ``model_content_hash`` of the version directory.
+        channel: the channel it was released to (``canary`` by default).
+        release_number: N in the tag: this model's releases in this base path, counted from 1.
+        metrics: evaluation metrics, name -> value.
+        spans: the data spans it was trained on.
+        git_commit: the commit of the code that produced it, if known.
+        mlmd_ids: ML Metadata ids (e.g. ``{"model": 12, "pushed_model": 15}``).
+        blessed: whether it passed validation; only blessed versions can be promoted.
+        pushed_at: UTC time of the release, ISO 8601.
+        path: absolute path of the version directory (not stored: it follows the base path).
+        reused: True when the call found the release already done and wrote nothing (not
+            stored).
+    """
+
+    tag: str
+    version: int
+    model_name: str
+    content_hash: str
+    channel: str
+    release_number: int
+    metrics: dict[str, float]
+    spans: list[int]
+    git_commit: str | None
+    mlmd_ids: dict[str, int]
+    blessed: bool
+    pushed_at: str
+    path: str = ""
+    reused: bool = field(default=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored fields, as written to the record file."""
+        data = asdict(self)
+        return {k: data[k] for k in _STORED_FIELDS}
+
+
+def _records_dir(base_path: str) -> str:
+    return os.path.join(base_path, RELEASES_DIR)
+
+
+def record_path(base_path: str, version: int) -> str:
+    """Path of the release record of ``version``."""
+    return os.path.join(_records_dir(base_path), f"{version}.json")
+
+
+def _from_json(base_path: str, path: str, data: Any) -> Release:
+    if not isinstance(data, dict) or not set(_STORED_FIELDS) <= set(data):
+        missing = sorted(set(_STORED_FIELDS) - set(data)) if isinstance(data, dict) else []
+        raise ReleaseError(f"{path}: not a release record (missing {', '.join(missing)})")
+    try:
+        version = int(data["version"])
+        return Release(
+            tag=str(data["tag"]),
+            version=version,
+            model_name=str(data["model_name"]),
+            content_hash=str(data["content_hash"]),
+            channel=str(data["channel"]),
+            release_number=int(data["release_number"]),
+            metrics={str(k): v for k, v in dict(data["metrics"]).items()},
+            spans=[int(s) for s in data["spans"]],
+            git_commit=None if data["git_commit"] is None else str(data["git_commit"]),
+            mlmd_ids={str(k): int(v) for k, v in dict(data["mlmd_ids"]).items()},
+            blessed=bool(data["blessed"]),
+            pushed_at=str(data["pushed_at"]),
+            path=os.path.join(base_path, str(version)),
+        )
+    except (TypeError, ValueError) as e:
+        raise ReleaseError(f"{path}: malformed release record ({e})") from e
+
+
+def read_releases(base_path: str) -> list[Release]:
+    """All release records of ``base_path``, by version. Takes no lock: records are renamed
+    into place complete.
+
+    Raises:
+        ReleaseError: a record is unreadable or malformed (naming the file); a record is never
+            skipped silently, as that would hide a release from ``list`` and ``promote``.
+    """
+    base_path = os.path.abspath(base_path)
+    try:
+        names = os.listdir(_records_dir(base_path))
+    except FileNotFoundError:
+        return []
+    releases = []
+    for name in names:
+        if name.startswith(TMP_PREFIX) or not _RECORD_NAME.fullmatch(name):
+            continue
+        path = os.path.join(_records_dir(base_path), name)
+        data = read_json(path)
+        if data is None:
+            continue  # pruned between listing and reading: not an error
+        releases.append(_from_json(base_path, path, data))
+    return sorted(releases, key=lambda r: r.version)
+
+
+def find_release(base_path: str, version: int) -> Release | None:
+    """The release record of ``version``, or None.
+
+    Raises:
+        ReleaseError: the record exists but is malformed.
+    """
+    base_path = os.path.abspath(base_path)
+    path = record_path(base_path, version)
+    data = read_json(path)
+    return None if data is None else _from_json(base_path, path, data)
+
+
+def next_release_number(releases: Iterable[Release], model_name: str) -> int:
+    """N for the next tag of ``model_name``: one more than its highest release number."""
+    return 1 + max((r.release_number for r in releases if r.model_name == model_name), default=0)
+
+
+def check_model_name(base_path: str, model_name: str) -> None:
+    """Refuse a model name that differs from the one this base path already serves.
+
+    One base path is one model in TF Serving's config; a second name would silently replace
+    the first model's ``models.config``.
+
+    Raises:
+        ReleaseRefused: naming both models.
+    """
+    known = read_state(base_path).model_name
+    if known is None:
+        known = next((r.model_name for r in read_releases(base_path)), None)
+    if known is not None and known != model_name:
+        raise ReleaseRefused(
+            f"base path {base_path} serves model {known!r}; refusing to release {model_name!r} "
+            "into it (use a base path per model)"
+        )
+
+
+def validate_release_fields(
+    metrics: Mapping[str, Any] | None,
+    spans: Iterable[int] | None,
+    git_commit: str | None,
+    mlmd_ids: Mapping[str, Any] | None,
+) -> tuple[dict[str, float], list[int], str | None, dict[str, int]]:
+    """Check and normalise the descriptive fields of a release, before anything is written.
+
+    Raises:
+        ReleaseRefused: naming the field and value at fault (a NaN metric, a negative span...).
+    """
+    clean_metrics: dict[str, float] = {}
+    for name, value in (metrics or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ReleaseRefused(f"metric {name!r}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ReleaseRefused(f"metric {name!r}: expected a finite number, got {value!r}")
+        clean_metrics[str(name)] = float(value)
+    clean_spans: list[int] = []
+    for span in spans or ():
+        if isinstance(span, bool) or not isinstance(span, int) or span < 0:
+            raise ReleaseRefused(f"span {span!r}: expected an integer >= 0")
+        clean_spans.append(span)
+    if git_commit is not None and (
+        not isinstance(git_commit, str) or not re.fullmatch(r"[0-9A-Za-z._+-]{1,100}", git_commit)
+    ):
+        raise ReleaseRefused(f"git commit {git_commit!r}: expected a commit id (no spaces)")
+    clean_ids: dict[str, int] = {}
+    for name, value in (mlmd_ids or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ReleaseRefused(f"MLMD id {name!r}: expected an integer >= 0, got {value!r}")
+        clean_ids[str(name)] = value
+    return clean_metrics, clean_spans, git_commit, clean_ids
+
+
+def record_release(
+    base_path: str,
+    model_name: str,
+    version: int,
+    content_hash: str,
+    channel: str = "canary",
+    metrics: Mapping[str, float] | None = None,
+    spans: Iterable[int] | None = None,
+    git_commit: str | None = None,
+    mlmd_ids: Mapping[str, int] | None = None,
+    blessed: bool = False,
+    *,
+    now: dt.datetime | None = None,
+) -> Release:
+    """Write the release record of an already pushed ``version``; give it its tag.
+
+    Takes the base path's lock (re-entrant: callers holding it may call this). Only the record
+    is written; labels and ``models.config`` are ``release_version``'s business.
+
+    Args:
+        base_path: the model base path.
+        model_name: the model's name; must match the base path's model.
+        version: a version directory that exists in ``base_path``.
+        content_hash: its ``model_content_hash``.
+        channel: the channel, part of the tag.
+        metrics, spans, git_commit, mlmd_ids, blessed: recorded as given (see ``Release``).
+        now: the release time (UTC); defaults to the current time.
+
+    Returns:
+        The record, its ``tag`` numbered after this model's previous releases.
+
+    Raises:
+        InvalidNameError: unsafe model name or channel.
+        ReleaseRefused: invalid field, version missing, already released, or another model.
+    """
+    validate_model_name(model_name)
+    validate_channel(channel)
+    metrics_, spans_, git_commit, mlmd_ids_ = validate_release_fields(
+        metrics, spans, git_commit, mlmd_ids
+    )
+    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    serving = ServingDir(base_path)
+    base_path = serving.base_path
+    with serving.lock():
+        if not os.path.isdir(serving.version_path(version)):
+            raise ReleaseRefused(f"version {version} does not exist in {base_path}")
+        existing = find_release(base_path, version)
+        if existing is not None:
+            raise ReleaseRefused(f"version {version} is already released as {existing.tag}")
+        check_model_name(base_path, model_name)
+        release = new_release(
+            base_path, model_name, version, content_hash, channel, metrics_, spans_,
+            git_commit, mlmd_ids_, blessed, now,
+        )
+        write_json(record_path(base_path, version), release.to_json())
+    return release
+
+
+def new_release(
+    base_path: str,
+    model_name: str,
+    version: int,
+    content_hash: str,
+    channel: str,
+    metrics: dict[str, float],
+    spans: list[int],
+    git_commit: str | None,
+    mlmd_ids: dict[str, int],
+    blessed: bool,
+    moment: dt.datetime,
+) -> Release:
+    """The record of a new release of ``version``, numbered after the model's releases so far.
+
+    Call under the lock with validated fields (``validate_release_fields``); writes nothing.
+    """
+    number = next_release_number(read_releases(base_path), model_name)
+    return Release(
+        tag=make_tag(channel, number, moment.date()),
+        version=version,
+        model_name=model_name,
+        content_hash=content_hash,
+        channel=channel,
+        release_number=number,
+        metrics=metrics,
+        spans=spans,
+        git_commit=git_commit,
+        mlmd_ids=mlmd_ids,
+        blessed=bool(blessed),
+        pushed_at=moment.isoformat(timespec="seconds"),
+        path=os.path.join(base_path, str(version)),
+    )
