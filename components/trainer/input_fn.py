@@ -60,7 +60,9 @@ def make_dataset(
       file_patterns: globs of TFRecord files (ImportExampleGen writes GZIP).
       batch_size: examples per batch (per worker).
       training: shuffle and repeat forever when True; one deterministic pass when False.
-      shuffle_buffer: records shuffled within each file before batching (0: none).
+      shuffle_buffer: when training, records are shuffled in blocks of this many within each
+        file, as one vectorised op per block (0: no shuffling). A per-record
+        `Dataset.shuffle` costs ~20 us per record here and caps input at ~50k examples/s.
       num_shards, shard_index: this worker's share. Files are sharded when there are at least
         as many files as shards, records otherwise.
     """
@@ -75,13 +77,21 @@ def make_dataset(
     if training:
         ds_files = ds_files.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
 
+    shuffle_blocks = training and shuffle_buffer > 0
+    block = max(batch_size, shuffle_buffer) if shuffle_blocks else batch_size
+
     def read(path):
         records = tf.data.TFRecordDataset(path, compression_type=compression)
         if num_shards > 1 and not shard_files:
-            records = records.shard(num_shards, shard_index)
-        if training and shuffle_buffer > 0:
-            records = records.shuffle(shuffle_buffer, seed=seed)
-        return records.batch(batch_size)
+            # Data-based sharding: whole batches of `num_shards` records, one record each,
+            # so the per-record cost is paid once per batch.
+            records = records.batch(num_shards).map(lambda b: b[shard_index:shard_index + 1])
+            records = records.filter(lambda b: tf.size(b) > 0).rebatch(block)
+        else:
+            records = records.batch(block)
+        if shuffle_blocks:
+            records = records.map(lambda b: tf.random.shuffle(b, seed=seed))
+        return records
 
     ds = ds_files.interleave(
         read,
@@ -91,6 +101,8 @@ def make_dataset(
     )
     if training:
         ds = ds.repeat()
+    if block != batch_size:
+        ds = ds.rebatch(batch_size)
 
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)

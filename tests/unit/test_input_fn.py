@@ -335,17 +335,19 @@ def test_more_shards_than_files_shards_records_in_every_file(synth_spec, synth_d
 def test_training_repeats_and_shuffles(penguin_spec):
     features, label = penguin_spec
     file_rows = expected_rows(read_examples(PENGUIN_EVAL), features, label)
-    n = len(file_rows)  # 65: one pass is 32 + 32 + 1
+    n = len(file_rows)  # 65
     ds = make_dataset([PENGUIN_EVAL], features, label, 32, training=True, seed=1)
     batches = list(ds.take(12).as_numpy_iterator())
     assert len(batches) == 12  # more batches than one pass holds: it repeats
     sizes = [int(y.shape[0]) for _, y in batches]
-    assert sum(sizes) > 3 * n
-    epoch = []
-    for x, y in batches[:3]:
+    # Full batches across pass boundaries: the repeat comes before the rebatching.
+    assert sizes == [32] * 12
+    rows = []
+    for x, y in batches:
         cols = [x[f.name][:, 0].tolist() for f in features] + [y[:, 0].tolist()]
-        epoch.extend(zip(*cols, strict=True))
-    # The first three batches are exactly one pass over the file, shuffled.
+        rows.extend(zip(*cols, strict=True))
+    epoch = rows[:n]
+    # The first n rows are exactly one pass over the file, shuffled.
     assert collections.Counter(map(row_key, epoch)) == collections.Counter(
         map(row_key, file_rows)
     )
