@@ -170,12 +170,34 @@ def _setup_logging(log_file: str) -> logging.Handler:
     return handler
 
 
+def gpus_visible() -> int:
+    """NVIDIA GPUs this process may use, without starting TensorFlow."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return 0
+    try:
+        gpus = len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+    return min(gpus, len(visible.split(","))) if visible else gpus
+
+
 def preflight(cfg: PipelineConfig) -> int:
-    """Checks the input files before anything starts; returns the span to read.
+    """Checks the configuration against this machine and the input files before anything
+    starts; returns the span to read.
 
     Raises:
+      ConfigError: NCCL asked for with no GPU visible.
       DataCheckError: naming the data root or the bad file.
     """
+    from pipeline.config import ConfigError
+
+    if cfg.trainer.distribution.communication == "nccl" and not gpus_visible():
+        where = cfg.sources[-1] if cfg.sources else "<config>"
+        raise ConfigError(
+            f"{where}: trainer.distribution.communication: nccl needs a GPU, none is visible "
+            "(use ring or auto)"
+        )
     from components.data_check import check_input_files
     from pipeline.build import split_patterns
     from pipeline.spans import resolve_span

@@ -91,17 +91,22 @@ def train_and_export(
 
     first_epoch: list[int] = []
 
+    def say(line: str) -> None:
+        # A worker's stdout is streamed into the run's log by its launcher; in-process, the
+        # log is enough (stdout may carry a JSON result).
+        logging.info(line)
+        if cluster is not None:
+            print(line, flush=True)
+
     def on_epoch_begin(epoch, logs=None):
         if not first_epoch:
             first_epoch.append(epoch)
             if epoch > 0:
-                logging.info("resumed from backup at epoch %d of %d", epoch + 1, epochs)
-                print(f"resumed from backup at epoch {epoch + 1} of {epochs}", flush=True)
+                say(f"resumed from backup at epoch {epoch + 1} of {epochs}")
 
     def on_epoch_end(epoch, logs=None):
-        logging.info("epoch %d/%d: %s", epoch + 1, epochs, logs)
-        print(f"epoch {epoch + 1}/{epochs} done: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items()), flush=True)
+        say(f"epoch {epoch + 1}/{epochs} done: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items()))
 
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin,
                                                 on_epoch_end=on_epoch_end)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -136,3 +137,12 @@ def test_unknown_key(tmp_path):
     proc, out = run_json("--config", str(bad))
     assert_refused(tmp_path, proc, out, str(bad), "trainer.train_stpes", "train_steps")
     assert proc.returncode == 2
+
+
+@pytest.mark.skipif(os.path.isdir("/proc/driver/nvidia/gpus"), reason="this machine has GPUs")
+def test_nccl_without_a_gpu_is_refused_before_anything_starts(tmp_path):
+    overlay = write_overlay(tmp_path, trainer={"distribution": {"communication": "nccl"}})
+    proc, out = run_json("--config", str(overlay))
+    assert_refused(tmp_path, proc, out, str(overlay), "trainer.distribution.communication",
+                   "nccl needs a GPU")
+    assert out["components"] == [] or all(c["status"] == "not run" for c in out["components"])
