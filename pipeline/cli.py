@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     from pipeline.release_cli import add_release_parser  # argparse only: cheap
 
     add_release_parser(sub)
+    from pipeline.compile_tfjob import add_compile_parser  # argparse only: cheap
+
+    add_compile_parser(sub)
     return p
 
 
@@ -113,9 +116,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from pipeline.compile_tfjob import run_compile
     from pipeline.release_cli import run_release
 
-    handlers = {"run": _cmd_run, "config": _cmd_config, "release": run_release}
+    handlers = {"run": _cmd_run, "config": _cmd_config, "release": run_release,
+                "compile": run_compile}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -64,7 +64,7 @@ def parse_tf_config(text: str) -> ClusterTask:
         raise ClusterConfigError("TF_CONFIG: 'cluster.worker' is empty")
     for w in workers:
         host, _, port = str(w).rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ClusterConfigError(f"TF_CONFIG: worker address {w!r} is not host:port")
     if not isinstance(task, dict) or task.get("type") != "worker":
         raise ClusterConfigError("TF_CONFIG: 'task' must be {\"type\": \"worker\", \"index\": i}")

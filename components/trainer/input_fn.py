@@ -101,7 +101,8 @@ def make_dataset(
     )
     if training:
         ds = ds.repeat()
-    if block != batch_size:
+    if training or block != batch_size:
+        # Full batches across file and pass boundaries (rebatch works on batches, not records).
         ds = ds.rebatch(batch_size)
 
     def parse(serialized):

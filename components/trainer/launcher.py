@@ -3,7 +3,7 @@
 Each worker is `python -m components.trainer.worker JOB.json` with its own TF_CONFIG on free
 loopback ports (worker 0 is the chief). Their output is streamed into this process's log with a
 `[worker i]` prefix. When a worker exits with an error or is killed, the launcher notices within
-`poll_seconds`, stops the others and starts the group again on new ports; BackupAndRestore
+`poll_seconds`, kills the others and starts the group again on new ports; BackupAndRestore
 makes the new group resume from the last finished epoch. Every worker is gone when this returns
 or raises, Ctrl-C included; the workers also die with the launcher (PR_SET_PDEATHSIG).
 """
@@ -49,23 +49,21 @@ def _stream(proc: subprocess.Popen, prefix: str, sink: Callable[[str], None]) ->
         sink(f"{prefix} {raw.decode(errors='replace').rstrip()}")
 
 
-def _stop(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Kills every worker still running, at once.
+
+    SIGKILL, not SIGTERM: TensorFlow catches SIGTERM once a worker has joined a cluster and
+    keeps going (measured: a healthy worker trained on to the end), and there is nothing to
+    flush, since backups are written at the end of each epoch.
+    """
     for p in procs:
         if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + grace
-    for p in procs:
-        try:
-            p.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
             try:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            p.wait()
+    for p in procs:
+        p.wait()
 
 
 def run_local_workers(

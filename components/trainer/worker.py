@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with open(args[0]) as f:
             spec = json.load(f)
-        timeout = float(spec["config"]["trainer"].get("distribution", {}).get(
-            "startup_timeout_seconds", 120))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        dist = spec["config"]["trainer"].get("distribution") or {}
+        timeout = float(dist.get("startup_timeout_seconds", 120))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         print(f"error: job file {args[0]}: {e}", file=sys.stderr)
         return 2
 

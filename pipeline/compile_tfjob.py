@@ -1,0 +1,208 @@
+"""``pipeline compile tfjob``: a Kubeflow TFJob manifest that trains with N workers.
+
+Each worker pod runs the trainer's worker entrypoint (``python -m components.trainer.worker
+JOB.json``); the TFJob operator gives every pod a ``TF_CONFIG`` naming the ``Worker`` replicas
+(worker 0 is the chief, which is what ``components/trainer/cluster.py`` expects: no separate
+chief job). The job file is the one ``components.trainer.run_fn.job_spec`` writes; it must be
+readable inside the container (the worker opens it as a local path), e.g. a mounted ConfigMap.
+
+Importing this module is cheap (argparse and re): the CLI registers the command from it, and
+rendering needs only the configuration and PyYAML, never TensorFlow.
+Exit codes: 0 done, 2 refused (bad configuration, workers < 1, unsafe image, name or path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Any
+
+DEFAULT_IMAGE = "tfx-pipeline:latest"
+DEFAULT_JOB_SPEC = "/etc/tfx-pipeline/job.json"
+# The port the TFJob operator puts in TF_CONFIG; its name is what the operator looks for.
+TFJOB_PORT = 2222
+TFJOB_PORT_NAME = "tfjob-port"
+# The TFJob operator requires this container name for the TensorFlow process.
+CONTAINER_NAME = "tensorflow"
+# Pods are named <job>-worker-<i>: leave room for that suffix within a 63-character label.
+MAX_NAME = 48
+
+# A container image reference: [registry[:port]/]path[:tag][@digest], nothing else.
+_COMPONENT = r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+:[a-f0-9]{32,})?$"
+)
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+
+
+class TFJobError(ValueError):
+    """A value cannot go into the manifest; the message names the value and why."""
+
+
+def tfjob_name(pipeline_name: str) -> str:
+    """A DNS-safe TFJob name derived from the pipeline name: lowercase, `-` for the rest."""
+    base = re.sub(r"[^a-z0-9]+", "-", pipeline_name.lower()).strip("-")
+    if not base or not base[0].isalpha():
+        base = f"p-{base}".rstrip("-")
+    suffix = "-trainer"
+    return base[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+
+
+def _check(workers: int, image: str, name: str, job_spec_uri: str, cpu: str, memory: str) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise TFJobError(f"workers: expected a positive integer, got {workers!r}")
+    if not _IMAGE.match(image or ""):
+        raise TFJobError(
+            f"image {image!r}: not a container image reference "
+            "(lowercase registry/path, optional :tag and @digest)"
+        )
+    if len(name) > MAX_NAME or not _DNS_LABEL.match(name):
+        raise TFJobError(
+            f"name {name!r}: expected a DNS label of at most {MAX_NAME} characters "
+            "(lowercase letters, digits, '-', starting with a letter)"
+        )
+    if "://" in job_spec_uri:
+        raise TFJobError(
+            f"job spec {job_spec_uri!r}: the worker opens its job file as a local path; "
+            "mount it into the container (e.g. a ConfigMap) and give that path"
+        )
+    if not job_spec_uri.startswith("/") or any(c.isspace() or ord(c) < 32 for c in job_spec_uri):
+        raise TFJobError(
+            f"job spec {job_spec_uri!r}: expected an absolute path inside the container"
+        )
+    for key, value in (("cpu", cpu), ("memory", memory)):
+        if not _QUANTITY.match(str(value)):
+            raise TFJobError(f"{key} {value!r}: not a Kubernetes quantity (e.g. 2, 500m, 4Gi)")
+
+
+def render_tfjob(
+    cfg,
+    *,
+    workers: int,
+    image: str,
+    job_spec_uri: str,
+    name: str | None = None,
+    cpu: str = "2",
+    memory: str = "4Gi",
+) -> dict[str, Any]:
+    """The TFJob manifest (kubeflow.org/v1) as plain data, ready for `yaml.safe_dump`.
+
+    Args:
+      cfg: a validated `PipelineConfig`; gives the name and `trainer.distribution.max_restarts`
+        (the job's backoffLimit).
+      workers: Worker replicas (>= 1).
+      image: the project's container image.
+      job_spec_uri: path of the job file inside the container.
+      name: the TFJob's name (default: derived from `cfg.pipeline_name`).
+      cpu, memory: requests and limits of each worker (Kubernetes quantities).
+
+    Raises:
+      TFJobError: a value that would make a manifest the cluster refuses or cannot run.
+    """
+    name = tfjob_name(cfg.pipeline_name) if name is None else name
+    dist = cfg.trainer.distribution
+    _check(workers, image, name, job_spec_uri, cpu, memory)
+    resources = {"cpu": str(cpu), "memory": str(memory)}
+    container = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "command": ["python", "-m", "components.trainer.worker", job_spec_uri],
+        "env": [
+            # Keras 2: MultiWorkerMirroredStrategy fails with Keras 3 on this stack.
+            {"name": "TF_USE_LEGACY_KERAS", "value": "1"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "ports": [{"containerPort": TFJOB_PORT, "name": TFJOB_PORT_NAME}],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+    }
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "TFJob",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/name": name,
+                "app.kubernetes.io/part-of": "tfx-pipeline",
+                "app.kubernetes.io/component": "trainer",
+            },
+        },
+        "spec": {
+            "runPolicy": {
+                # Restarts of failed workers before the job fails; BackupAndRestore makes a
+                # restarted worker resume from the last finished epoch.
+                "backoffLimit": dist.max_restarts,
+                "cleanPodPolicy": "Running",
+            },
+            "tfReplicaSpecs": {
+                "Worker": {
+                    "replicas": workers,
+                    "restartPolicy": "OnFailure",
+                    "template": {"spec": {"containers": [container]}},
+                }
+            },
+        },
+    }
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def add_compile_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Adds `compile tfjob` to `subparsers` (from `add_subparsers`); argparse only."""
+    compile_ = subparsers.add_parser(
+        "compile", help="render what another system runs (tfjob: a Kubeflow TFJob manifest)"
+    )
+    targets = compile_.add_subparsers(dest="compile_target", required=True, metavar="TARGET")
+    tfjob = targets.add_parser("tfjob", help="a TFJob for N trainer workers, as YAML")
+    tfjob.add_argument("--profile", default="local", help="profile in pipeline/profiles (local)")
+    tfjob.add_argument("--config", metavar="FILE", help="YAML file merged over the profile")
+    tfjob.add_argument("--workers", type=int, metavar="N",
+                       help="Worker replicas (default: trainer.distribution.workers)")
+    tfjob.add_argument("--image", default=DEFAULT_IMAGE, metavar="IMG",
+                       help=f"container image (default: {DEFAULT_IMAGE})")
+    tfjob.add_argument("--job-spec", default=DEFAULT_JOB_SPEC, metavar="PATH",
+                       help=f"job file path inside the container (default: {DEFAULT_JOB_SPEC})")
+    tfjob.add_argument("--name", help="TFJob name (default: <pipeline_name>-trainer)")
+    tfjob.add_argument("--cpu", default="2", help="CPU request and limit per worker (2)")
+    tfjob.add_argument("--memory", default="4Gi", help="memory request and limit per worker")
+    tfjob.add_argument("--output", metavar="FILE", help="write the YAML here instead of stdout")
+    return compile_
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    import yaml
+
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.profile, args.config)
+        workers = cfg.trainer.distribution.workers if args.workers is None else args.workers
+        manifest = render_tfjob(cfg, workers=workers, image=args.image,
+                                job_spec_uri=args.job_spec, name=args.name,
+                                cpu=args.cpu, memory=args.memory)
+    except (ConfigError, TFJobError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = yaml.safe_dump(manifest, sort_keys=False)
+    if not args.output:
+        print(text, end="")
+        return 0
+    tmp = f"{args.output}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, args.output)  # a reader never sees half a manifest
+    except OSError as e:
+        print(f"error: {args.output}: cannot write: {e.strerror}", file=sys.stderr)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return 1
+    print(f"wrote {args.output}: TFJob {manifest['metadata']['name']}, {workers} worker(s)",
+          file=sys.stderr)
+    return 0
