@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ TRAINER_CODE = REPO_ROOT / "components" / "trainer"
 # Node ids in run order, as the CLI lists them.
 NODE_ORDER = [
     "ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-    "DataValidationGate", "Trainer", "baseline_resolver", "Evaluator", "ServingPusher",
+    "DataValidationGate", "Trainer", "baseline_resolver", "Evaluator", "SignatureValidator",
+    "ServingPusher",
 ]
 
 
@@ -59,7 +61,8 @@ def build_pipeline(
     """The TFX pipeline for `cfg`.
 
     ImportExampleGen -> StatisticsGen -> ExampleValidator (with the curated schema) -> gate ->
-    Trainer -> Evaluator (against the baseline) -> ServingPusher.
+    Trainer -> Evaluator (against the baseline: the stable version) -> SignatureValidator ->
+    ServingPusher (needs both the Evaluator's blessing and the signature verdict).
 
     Args:
       cfg: a validated PipelineConfig.
@@ -88,6 +91,7 @@ def build_pipeline(
     from components.evaluator.baseline import BaselineBeforeCandidateStrategy
     from components.evaluator.eval_config import EvalConfigError, Threshold, build_eval_config
     from components.pusher.component import ServingPusher
+    from components.signature.component import SignatureValidator
     from components.trainer.features import FeatureSpecError, load_schema, select_features
 
     schema_path = os.path.abspath(cfg.data.schema)
@@ -143,11 +147,16 @@ def build_pipeline(
     # Anomalies stop the run before any training.
     trainer.add_upstream_node(gate)
 
+    base_path = os.path.abspath(cfg.pusher.base_path)
     baseline = Resolver(
         strategy_class=BaselineBeforeCandidateStrategy,
+        config={"base_path": base_path},
         candidate=trainer.outputs["model"],
         model=Channel(type=Model),
-        model_blessing=Channel(type=ModelBlessing),
+        # Only the Evaluator's blessings: the signature verdicts are ModelBlessings too.
+        model_blessing=Channel(
+            type=ModelBlessing, producer_component_id="Evaluator", output_key="blessing"
+        ),
     ).with_id("baseline_resolver")
 
     try:
@@ -167,15 +176,42 @@ def build_pipeline(
         eval_config=eval_config,
         example_splits=["eval"],
     )
+    validation = cfg.validation
+    signature_validator = SignatureValidator(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        # Not read: ties the verdict's cache to the stable version it is compared with.
+        baseline_model=baseline.outputs["model"],
+        base_path=base_path,
+        contract_json=(
+            json.dumps(dataclasses.asdict(validation.contract), sort_keys=True)
+            if validation.contract is not None else ""
+        ),
+        allow_breaking_reason=(
+            validation.allow_breaking_change.reason if validation.allow_breaking_change else ""
+        ),
+        sample_size=validation.sample_size,
+    ).with_id("SignatureValidator")
+    # After the Evaluator, as the pipeline reads; it runs even when the Evaluator did not
+    # bless, so that a run reports every reason not to push.
+    signature_validator.add_upstream_node(evaluator)
     pusher = ServingPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        base_path=os.path.abspath(cfg.pusher.base_path),
+        signature_verdict=signature_validator.outputs["verdict"],
+        evaluation=evaluator.outputs["evaluation"],
+        examples=example_gen.outputs["examples"],
+        base_path=base_path,
+        model_name=cfg.pusher.resolved_model_name(cfg.pipeline_name),
+        channel=cfg.pusher.channel,
+        batching_json=(
+            json.dumps(cfg.pusher.batching, sort_keys=True) if cfg.pusher.batching else ""
+        ),
     )
 
     components = [
         example_gen, statistics_gen, schema_gen, example_validator, gate,
-        trainer, baseline, evaluator, pusher,
+        trainer, baseline, evaluator, signature_validator, pusher,
     ]
     return tfx_pipeline.Pipeline(
         pipeline_name=cfg.pipeline_name,

@@ -116,6 +116,53 @@ class EvaluatorConfig:
 @dataclass
 class PusherConfig:
     base_path: str = "var/serving/model"
+    # The release channel: part of the tag (<channel>-v<N>-<YYYYMMDD>); `canary` and `stable`
+    # also label the new version.
+    channel: str = "canary"
+    # The model's name in models.config (null: the pipeline's name).
+    model_name: str | None = None
+    # TF Serving batching parameters (max_batch_size, batch_timeout_micros, num_batch_threads,
+    # max_enqueued_batches, pad_variable_length_inputs, allowed_batch_sizes), written to
+    # <base_path>/batching_parameters.txt on release; null: no file.
+    batching: dict[str, int | bool | list[int]] | None = None
+
+    def resolved_model_name(self, pipeline_name: str) -> str:
+        return self.model_name or pipeline_name
+
+
+@dataclass
+class TensorContractConfig:
+    dtype: str = ""
+    # null: any rank; a null dimension: any size.
+    shape: list[int | None] | None = None
+
+
+@dataclass
+class SignatureContractConfig:
+    inputs: dict[str, TensorContractConfig] = field(default_factory=dict)
+    outputs: dict[str, TensorContractConfig] = field(default_factory=dict)
+
+
+@dataclass
+class ContractConfig:
+    signatures: dict[str, SignatureContractConfig] = field(default_factory=dict)
+
+
+@dataclass
+class AllowBreakingChangeConfig:
+    # Why clients may break; recorded in the verdict, on the PushedModel and in contract.json.
+    reason: str = ""
+
+
+@dataclass
+class ValidationConfig:
+    # The serving contract (null: the one kept in <pusher.base_path>/contract.json, set by the
+    # first release).
+    contract: ContractConfig | None = None
+    # Let a breaking signature change through; the reason is required.
+    allow_breaking_change: AllowBreakingChangeConfig | None = None
+    # Evaluation examples fed to serving_default by the signature probe.
+    sample_size: int = 64
 
 
 @dataclass
@@ -138,6 +185,7 @@ class PipelineConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     pusher: PusherConfig = field(default_factory=PusherConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     beam: BeamConfig = field(default_factory=BeamConfig)
     # Where the configuration came from, for messages; not a YAML key.
     sources: list[str] = field(default_factory=list, metadata={"internal": True})
@@ -202,12 +250,53 @@ class PipelineConfig:
         for name, buckets in self.data.splits.hash_buckets.items():
             if buckets < 1:
                 raise ConfigError(f"{where}: data.splits.hash_buckets.{name}: expected >= 1")
+        self._validate_release(where)
         for i, t in enumerate(self.evaluator.thresholds):
             if t.lower_bound is None and t.upper_bound is None and t.max_regression is None:
                 raise ConfigError(
                     f"{where}: evaluator.thresholds[{i}]: set lower_bound, upper_bound "
                     "or max_regression"
                 )
+
+
+    def _validate_release(self, where: str) -> None:
+        """Rules of the pusher and validation sections (names, batching, contract)."""
+        from components.release.batching import BatchingParametersError, batching_parameters_text
+        from components.release.errors import InvalidNameError
+        from components.release.names import validate_channel, validate_model_name
+        from components.signature.contract import Contract, ContractError
+
+        checks = [
+            ("pusher.channel", validate_channel, self.pusher.channel),
+            ("pusher.model_name", validate_model_name,
+             self.pusher.resolved_model_name(self.pipeline_name)),
+        ]
+        for key, check, value in checks:
+            try:
+                check(value)
+            except InvalidNameError as e:
+                hint = " (set pusher.model_name)" if key.endswith("model_name") and (
+                    self.pusher.model_name is None) else ""
+                raise ConfigError(f"{where}: {key}: {e}{hint}") from None
+        if self.pusher.batching is not None:
+            try:
+                batching_parameters_text(self.pusher.batching)
+            except BatchingParametersError as e:
+                raise ConfigError(f"{where}: pusher.batching: {e}") from None
+        v = self.validation
+        if v.sample_size < 1:
+            raise ConfigError(f"{where}: validation.sample_size: expected a positive integer, "
+                              f"got {v.sample_size}")
+        if v.allow_breaking_change is not None and not v.allow_breaking_change.reason.strip():
+            raise ConfigError(
+                f"{where}: validation.allow_breaking_change.reason: say why clients may break "
+                "(it is recorded with the release)"
+            )
+        if v.contract is not None:
+            try:
+                Contract.from_json(dataclasses.asdict(v.contract), "validation.contract")
+            except ContractError as e:
+                raise ConfigError(f"{where}: {e}") from None
 
 
 # --- loading -------------------------------------------------------------------------------

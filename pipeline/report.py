@@ -108,7 +108,8 @@ def validation_failures(evaluation_uri: str) -> list[str]:
 
 
 def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> None:
-    """Fills `result.components`, `.pushed`, `.blessed` and `.metrics` from MLMD."""
+    """Fills `result.components`, `.pushed`, `.blessed`, `.metrics` and `.validation_failures`
+    (the Evaluator's, then the signature validator's, prefixed ``signature:``) from MLMD."""
     from pipeline.build import NODE_ORDER
 
     path = cfg.resolved_metadata_path
@@ -142,6 +143,8 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
                 result.pushed = {
                     "version": _custom(a, "pushed_version"),
                     "path": _custom(a, "pushed_destination"),
+                    "tag": _custom(a, "tag"),
+                    "channel": _custom(a, "channel"),
                     "new": not _custom(a, "reused_existing_version")
                     and executions["ServingPusher"].last_known_state != 5,
                 }
@@ -155,3 +158,21 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
                     result.validation_failures = validation_failures(a.uri)
                 except Exception:  # noqa: BLE001  (metrics are informative, not the verdict)
                     logging.getLogger(__name__).exception("cannot read %s", a.uri)
+    if "SignatureValidator" in executions:
+        failures = signature_failures(store, executions["SignatureValidator"].id)
+        if failures:
+            # Not blessed for serving: the CLI lists these lines with the Evaluator's.
+            result.blessed = False
+            result.validation_failures = [*result.validation_failures, *failures]
+
+
+def signature_failures(store, execution_id: int) -> list[str]:
+    """Why the signature validator did not bless the model, one line per reason."""
+    import json
+
+    lines = []
+    for a in output_artifacts(store, execution_id):
+        if _custom(a, "signature_blessed") == 0:
+            reasons = json.loads(_custom(a, "reasons") or "[]") or ["no reason recorded"]
+            lines += [f"signature: {r}" for r in reasons]
+    return lines

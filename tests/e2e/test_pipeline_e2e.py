@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 NODES = [
     "ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-    "DataValidationGate", "Trainer", "Evaluator", "ServingPusher",
+    "DataValidationGate", "Trainer", "Evaluator", "SignatureValidator", "ServingPusher",
 ]
 
 
@@ -38,6 +39,10 @@ def test_first_run_succeeds_and_pushes_version_1(runs):
         assert by_name[name]["cached"] is False
     assert first["pushed"]["version"] == 1
     assert first["pushed"]["path"] == str(tmp / "serving" / "penguin" / "1")
+    assert first["pushed"]["new"] is True
+    assert first["pushed"]["channel"] == "canary"
+    assert re.fullmatch(r"canary-v1-\d{8}", first["pushed"]["tag"]), first["pushed"]
+    assert first["validation_failures"] == []
     assert first["metrics"]["sparse_categorical_accuracy"] >= 0.8
     assert first["metrics"]["example_count"] == 65  # span 2's eval split
     assert first["span"] == 2
@@ -107,4 +112,73 @@ def test_second_run_is_fully_cached_and_pushes_nothing(runs):
         assert by_name[name]["cached"] is True, by_name[name]
     assert second["pushed"] == {**first["pushed"], "new": False}
     base = tmp / "serving" / "penguin"
-    assert sorted(p.name for p in base.iterdir() if not p.name.startswith(".")) == ["1"]
+    assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["1"]
+    assert sorted(p.name for p in (base / ".releases").iterdir()) == ["1.json"]
+
+
+def test_release_record_models_config_labels_and_contract(runs):
+    tmp, first, _ = runs
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    base = tmp / "serving" / "penguin"
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse((base / "models.config").read_text(), config)
+    [model] = config.model_config_list.config
+    assert model.name == "penguin" and model.base_path == str(base)
+    assert model.model_platform == "tensorflow"
+    assert list(model.model_version_policy.specific.versions) == [1]
+    assert dict(model.version_labels) == {"canary": 1}
+    assert json.loads((base / "labels.json").read_text())["labels"] == {"canary": 1}
+
+    record = json.loads((base / ".releases" / "1.json").read_text())
+    assert record["tag"] == first["pushed"]["tag"]
+    # The tag's date is the release's UTC date.
+    assert record["tag"][-8:] == record["pushed_at"][:10].replace("-", "")
+    assert record["pushed_at"].endswith("+00:00")
+    assert record["version"] == 1 and record["channel"] == "canary"
+    assert record["model_name"] == "penguin" and record["blessed"] is True
+    assert record["spans"] == [2]
+    assert record["metrics"]["sparse_categorical_accuracy"] == first["metrics"][
+        "sparse_categorical_accuracy"]
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", record["git_commit"])
+    assert set(record["mlmd_ids"]) == {"model", "model_blessing", "signature_verdict",
+                                       "evaluation", "examples"}
+
+    # The first release keeps its contract in the base path.
+    contract = json.loads((base / "contract.json").read_text())
+    assert contract["version"] == 1
+    assert sorted(contract["contract"]["signatures"]) == ["predict_raw", "serving_default"]
+
+
+def test_signature_verdict_and_pushed_model_properties_in_mlmd(runs):
+    tmp, first, _ = runs
+    from ml_metadata.proto import metadata_store_pb2
+
+    from pipeline.report import node_executions, open_store, output_artifacts
+
+    store = open_store(first["metadata"]["uri"])
+    execs = node_executions(store, "penguin", first["run_id"])
+
+    def props(artifact):
+        return {k: getattr(v, v.WhichOneof("value")) for k, v in
+                artifact.custom_properties.items()}
+
+    [verdict] = output_artifacts(store, execs["SignatureValidator"].id)
+    assert props(verdict)["blessed"] == 1 and props(verdict)["signature_blessed"] == 1
+    assert json.loads(props(verdict)["reasons"]) == []
+    report = json.loads(open(f"{verdict.uri}/report.json").read())
+    assert report["candidate"]["problems"] == []
+    assert report["load_seconds"] > 0 and 0 < report["p50_ms"] <= report["p99_ms"]
+    assert report["candidate"]["sample_size"] == 64
+
+    [pushed] = output_artifacts(store, execs["ServingPusher"].id)
+    p = props(pushed)
+    assert p["pushed"] == 1 and p["pushed_version"] == 1 and p["tag"] == first["pushed"]["tag"]
+    assert p["channel"] == "canary" and p["reused_existing_version"] == 0
+    assert p["pushed_destination"] == first["pushed"]["path"]
+    assert json.loads(p["mlmd_ids"])["signature_verdict"] == verdict.id
+    # The pusher consumed the verdict: no verdict, no push.
+    events = store.get_events_by_execution_ids([execs["ServingPusher"].id])
+    assert verdict.id in {e.artifact_id for e in events
+                          if e.type == metadata_store_pb2.Event.INPUT}
