@@ -92,9 +92,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"metrics (eval split, span {result.span}): {shown}")
     if result.pushed:
         state = "pushed" if result.pushed.get("new") else "already serving"
-        print(f"{state}: version {result.pushed['version']} at {result.pushed['path']}")
+        tag = f" ({result.pushed['tag']})" if result.pushed.get("tag") else ""
+        print(f"{state}: version {result.pushed['version']}{tag} at {result.pushed['path']}")
     elif result.blessed is False:
-        print("not pushed: the model did not pass the evaluation thresholds:")
+        # Evaluation threshold lines first, then the serving-contract ones ("signature: ...").
+        print("not pushed, because:")
         for line in result.validation_failures:
             print(f"  - {line}")
     print(f"metadata: {result.metadata_uri}\nrun: {result.run_id}  log: {result.log_file}")
