@@ -127,6 +127,7 @@ def ServingPusher(  # noqa: N802
         reasons = signature_verdict.get_string_custom_property("reasons") or "[]"
         return not_pushed(pushed_model, "signature validation: " + "; ".join(json.loads(reasons)))
     report = read_verdict_report(signature_verdict)
+    reason = (report.get("allowed_breaking_change") or {}).get("reason", "")
     release = release_version(
         base_path, os.path.join(model.uri, "Format-Serving"), model_name, channel,
         metrics=evaluation_metrics(evaluation.uri), spans=spans_of(examples),
@@ -135,7 +136,7 @@ def ServingPusher(  # noqa: N802
                   "signature_verdict": signature_verdict.id, "evaluation": evaluation.id,
                   "examples": examples.id},
         batching=json.loads(batching_json) if batching_json else None,
+        notes={"breaking_change_reason": reason} if reason else None,
     )
     keep_contract(base_path, report, release)
-    record_release(pushed_model, release,
-                   (report.get("allowed_breaking_change") or {}).get("reason", ""))
+    record_release(pushed_model, release, reason)

@@ -312,6 +312,7 @@ def release_version(
     batching: Mapping[str, Any] | None = None,
     between_steps: BetweenSteps | None = None,
     now: dt.datetime | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> Release:
     """Push ``model_dir`` as a new version, record the release, and label it.
 
@@ -334,6 +335,7 @@ def release_version(
         between_steps: called between the two steps of a label move (see
             ``apply_serving_state``); give TF Serving time to load the new version there.
         now: the release time (UTC); defaults to the current time.
+        notes: free-form facts stored in the record (e.g. an allowed breaking change's reason).
 
     Returns:
         The release: ``tag``, ``version``, ``path``, and ``reused``: True when the model was
@@ -374,7 +376,7 @@ def release_version(
         release = replace(
             new_release(
                 base, model_name, pushed.version, pushed.content_hash, channel,
-                metrics_, spans_, git_commit, mlmd_ids_, blessed, moment,
+                metrics_, spans_, git_commit, mlmd_ids_, blessed, moment, notes,
             ),
             reused=pushed.reused,
         )

@@ -81,11 +81,14 @@ class Release:
     pushed_at: str
     path: str = ""
     reused: bool = field(default=False, compare=False)
+    # Free-form facts about the release, e.g. {"breaking_change_reason": "..."} when a
+    # breaking change of the serving contract was allowed.
+    notes: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The stored fields, as written to the record file."""
         data = asdict(self)
-        return {k: data[k] for k in _STORED_FIELDS}
+        return {**{k: data[k] for k in _STORED_FIELDS}, "notes": dict(self.notes)}
 
 
 def _records_dir(base_path: str) -> str:
@@ -117,6 +120,7 @@ def _from_json(base_path: str, path: str, data: Any) -> Release:
             blessed=bool(data["blessed"]),
             pushed_at=str(data["pushed_at"]),
             path=os.path.join(base_path, str(version)),
+            notes={str(k): str(v) for k, v in dict(data.get("notes") or {}).items()},
         )
     except (TypeError, ValueError) as e:
         raise ReleaseError(f"{path}: malformed release record ({e})") from e
@@ -288,6 +292,7 @@ def new_release(
     mlmd_ids: dict[str, int],
     blessed: bool,
     moment: dt.datetime,
+    notes: Mapping[str, str] | None = None,
 ) -> Release:
     """The record of a new release of ``version``, numbered after the model's releases so far.
 
@@ -308,4 +313,5 @@ def new_release(
         blessed=bool(blessed),
         pushed_at=moment.isoformat(timespec="seconds"),
         path=os.path.join(base_path, str(version)),
+        notes={str(k): str(v) for k, v in (notes or {}).items()},
     )

@@ -92,6 +92,8 @@ def test_allowed_breaking_change_is_released_with_its_reason(runs):
     contract = json.loads((base / "contract.json").read_text())
     assert contract["version"] == 2 and contract["reason"] == REASON
     assert "island" not in contract["contract"]["signatures"]["predict_raw"]["inputs"]
+    record = json.loads((base / ".releases" / "2.json").read_text())
+    assert record["notes"] == {"breaking_change_reason": REASON}
 
     store, execs = _store_and_execs(allowed)
     from pipeline.report import output_artifacts

@@ -185,6 +185,7 @@ def test_release_records_everything_and_numbers_the_tags(tmp_path, base, watch):
         "metrics": {"accuracy": 0.98, "loss": 0.04}, "spans": [1, 2], "git_commit": "0123abcd",
         "mlmd_ids": {"model": 7, "pushed_model": 9}, "blessed": True,
         "pushed_at": "2024-05-20T12:00:00+00:00",
+        "notes": {},
     }
     second = release(tmp_path, base, 2, watch, now=DAY + dt.timedelta(days=1))
     assert second.tag == "canary-v2-20240521"
@@ -664,3 +665,17 @@ def test_version_directories_are_never_touched_by_operations(tmp_path, base):
     promote(str(base), 2)
     with pytest.raises(ReleaseRefused, match="previous stable version 1 is no longer"):
         rollback(str(base))
+
+
+def test_release_notes_are_kept_in_the_record(tmp_path):
+    from components.release import read_releases, release_version
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(os.urandom(64))
+    base = tmp_path / "serving"
+    rel = release_version(str(base), str(model), "penguin",
+                          notes={"breaking_change_reason": "drop island, agreed with clients"})
+    assert rel.notes == {"breaking_change_reason": "drop island, agreed with clients"}
+    (stored,) = read_releases(str(base))
+    assert stored.notes == rel.notes
