@@ -40,6 +40,8 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
+from components.data_check import crc32c, masked_crc32c  # noqa: F401  (crc32c re-exported)
+
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 FLOAT_FEATURES = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 BYTES_FEATURES = ("island", "sex")
@@ -123,34 +125,6 @@ def serialize_rows(rows: pd.DataFrame) -> list[bytes]:
 
 # ---------------------------------------------------------------------------------------------
 # Deterministic TFRecord + GZIP framing
-
-
-def _make_crc32c_table() -> tuple[int, ...]:
-    poly = 0x82F63B78  # Castagnoli, reflected
-    table = []
-    for n in range(256):
-        crc = n
-        for _ in range(8):
-            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC32C_TABLE = _make_crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), as TFRecord uses. Pure Python: fine for small files."""
-    crc = 0xFFFFFFFF
-    table = _CRC32C_TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def tfrecord_frame(records: Iterable[bytes]) -> bytes:

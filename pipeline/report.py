@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any
 
+from components.evaluator.metrics import overall_metrics
 from pipeline.config import PipelineConfig
 
 # MLMD execution states (metadata_store_pb2.Execution.State).
@@ -53,25 +54,6 @@ def _custom(artifact, key: str):
         return None
     v = artifact.custom_properties[key]
     return getattr(v, v.WhichOneof("value"))
-
-
-def overall_metrics(evaluation_uri: str) -> dict[str, float]:
-    """The overall slice's metrics of a TFMA evaluation output."""
-    import tensorflow_model_analysis as tfma
-
-    metrics: dict[str, float] = {}
-    for m in tfma.load_metrics(evaluation_uri):
-        if m.slice_key.single_slice_keys:
-            continue
-        for kv in m.metric_keys_and_values:
-            if kv.key.HasField("sub_key") or kv.key.is_diff:
-                continue
-            if kv.key.model_name not in ("", "candidate"):
-                continue
-            value = kv.value
-            if value.HasField("double_value"):
-                metrics[kv.key.name] = round(value.double_value.value, 6)
-    return metrics
 
 
 def _slice_value(key) -> str:

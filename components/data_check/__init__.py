@@ -8,6 +8,7 @@ from components.data_check.tfrecord_check import (
     check_tfrecord_file,
     crc32c,
     find_input_files,
+    masked_crc32c,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "check_tfrecord_file",
     "crc32c",
     "find_input_files",
+    "masked_crc32c",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "check_tfrecord_file",
     "crc32c",
     "find_input_files",
+    "masked_crc32c",
 ]
 
 # Pure-Python CRC32C runs at ~10 MB/s, so checking the data CRC of every record would take
@@ -74,7 +75,8 @@ def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def _masked_crc32c(data: bytes | bytearray | memoryview) -> int:
+def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
+    """The masked CRC-32C that TFRecord framing stores."""
     crc = crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
@@ -171,7 +173,7 @@ def _count_records(stream: BinaryIO, full_data_crc: bool, offset_note: str) -> i
             )
         length, length_crc = _HEADER.unpack(header)
         # Checked before reading the data: a garbage length must not drive the read below.
-        if _masked_crc32c(header[:8]) != length_crc:
+        if masked_crc32c(header[:8]) != length_crc:
             raise _FramingError(f"corrupted {where}: length CRC mismatch", count)
         want_crc = full_data_crc or (count < DATA_CRC_MAX_RECORDS and length <= crc_bytes_left)
         got, data_crc = _read_record_data(stream, length, want_crc)

@@ -7,7 +7,6 @@ had none (the first release), or replaces it when a breaking change was allowed 
 """
 
 import json
-import math
 import os
 import subprocess
 from pathlib import Path
@@ -22,6 +21,7 @@ from tfx.types.standard_artifacts import (
     PushedModel,
 )
 
+from components.evaluator.metrics import overall_metrics
 from components.release import Release, release_version
 from components.signature.contract import Contract, write_contract_file
 
@@ -42,24 +42,6 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
         return "unknown"
     sha = proc.stdout.strip()
     return sha if proc.returncode == 0 and sha else "unknown"
-
-
-def evaluation_metrics(evaluation_uri: str) -> dict:
-    """The candidate's finite metrics on the overall slice of a TFMA evaluation."""
-    import tensorflow_model_analysis as tfma
-
-    metrics = {}
-    for m in tfma.load_metrics(evaluation_uri):
-        if m.slice_key.single_slice_keys:
-            continue
-        for kv in m.metric_keys_and_values:
-            if kv.key.HasField("sub_key") or kv.key.is_diff:
-                continue
-            if kv.key.model_name not in ("", "candidate"):
-                continue
-            if kv.value.HasField("double_value") and math.isfinite(kv.value.double_value.value):
-                metrics[kv.key.name] = round(kv.value.double_value.value, 6)
-    return metrics
 
 
 def spans_of(examples) -> list:
@@ -130,7 +112,7 @@ def ServingPusher(  # noqa: N802
     reason = (report.get("allowed_breaking_change") or {}).get("reason", "")
     release = release_version(
         base_path, os.path.join(model.uri, "Format-Serving"), model_name, channel,
-        metrics=evaluation_metrics(evaluation.uri), spans=spans_of(examples),
+        metrics=overall_metrics(evaluation.uri), spans=spans_of(examples),
         git_commit=git_commit(), blessed=True,
         mlmd_ids={"model": model.id, "model_blessing": model_blessing.id,
                   "signature_verdict": signature_verdict.id, "evaluation": evaluation.id,
