@@ -64,11 +64,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from runners.local import run_local
 
-    def show(name: str, event: str, seconds: float) -> None:
+    shown: set[str] = set()
+
+    def show(name: str, event: str, seconds: float, state: str) -> None:
         if event == "running":
             print(f"  {name:<20} running ...", end="", flush=True)
         else:
-            print(f"\r  {name:<20} done  {seconds:6.1f} s", flush=True)
+            shown.add(name)
+            print(f"\r  {name:<20} {state:<10} {seconds:6.1f} s", flush=True)
 
     if not args.json:
         print(f"pipeline {cfg.pipeline_name}: data {cfg.data.root}, profile {args.profile}")
@@ -78,15 +81,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0 if result.status == "succeeded" else 1
     if result.status != "succeeded":
         print()
-    print()
+    # The components not already shown as they finished: the failed one and those not run.
     for c in result.components:
-        note = " (cached)" if c.cached else ""
-        print(f"  {c.name:<20} {c.status:<10} {c.seconds:6.1f} s{note}")
-    print()
+        if c.name not in shown:
+            print(f"  {c.name:<20} {c.status:<10} {c.seconds:6.1f} s")
     if result.status != "succeeded":
         print(f"error: {result.error}", file=sys.stderr)
         print(f"full log: {result.log_file}", file=sys.stderr)
         return 1
+    cached = sum(c.cached for c in result.components)
+    print(f"\n{cached} of {len(result.components)} components cached")
     if result.metrics:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
         print(f"metrics (eval split, span {result.span}): {shown}")

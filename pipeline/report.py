@@ -10,7 +10,7 @@ from components.evaluator.metrics import overall_metrics
 from pipeline.config import PipelineConfig
 
 # MLMD execution states (metadata_store_pb2.Execution.State).
-_STATES = {0: "unknown", 1: "new", 2: "running", 3: "succeeded", 4: "failed", 5: "cached",
+STATES = {0: "unknown", 1: "new", 2: "running", 3: "succeeded", 4: "failed", 5: "cached",
            6: "canceled"}
 
 
@@ -107,7 +107,7 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
     components = []
     for name in names:
         e = executions.get(name)
-        state = _STATES.get(e.last_known_state, "unknown") if e is not None else "not run"
+        state = STATES.get(e.last_known_state, "unknown") if e is not None else "not run"
         if e is None and name in seconds:
             state = "failed" if result.status == "failed" else "succeeded"
         components.append(

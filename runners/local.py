@@ -16,8 +16,9 @@ from typing import Any
 
 from pipeline.config import PipelineConfig
 
-# (component id, "running" | "finished", seconds since it started)
-ProgressCallback = Callable[[str, str, float], None]
+# (component id, "running" | "finished", seconds since it started, its MLMD state once finished:
+#  "succeeded" | "cached" | "failed" | ...)
+ProgressCallback = Callable[[str, str, float, str], None]
 
 
 def prepare_process_env() -> None:
@@ -107,9 +108,12 @@ class RunResult:
 class _ProgressHandler(logging.Handler):
     """Turns LocalDagRunner's "Component X is running/finished." log lines into callbacks."""
 
-    def __init__(self, callback: ProgressCallback | None):
+    def __init__(
+        self, callback: ProgressCallback | None, state_of: Callable[[str], str] | None = None
+    ):
         super().__init__(logging.INFO)
         self.callback = callback
+        self.state_of = state_of
         self.started: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
         self.current: str | None = None
@@ -122,12 +126,26 @@ class _ProgressHandler(logging.Handler):
             self.started[name] = time.monotonic()
             self.current = name
             if self.callback:
-                self.callback(name, "running", 0.0)
+                self.callback(name, "running", 0.0, "running")
         else:
             self.seconds[name] = time.monotonic() - self.started.get(name, time.monotonic())
             self.current = None
             if self.callback:
-                self.callback(name, "finished", self.seconds[name])
+                state = self.state_of(name) if self.state_of else "finished"
+                self.callback(name, "finished", self.seconds[name], state)
+
+
+def _node_state(cfg: PipelineConfig, run_id: str, name: str) -> str:
+    """The MLMD state of node `name` in run `run_id` (e.g. cached), read as it finishes."""
+    from pipeline.report import STATES, node_executions, open_store
+
+    try:
+        execution = node_executions(
+            open_store(cfg.resolved_metadata_path), cfg.pipeline_name, run_id
+        ).get(name)
+    except Exception:  # noqa: BLE001  (a progress line must never break the run)
+        return "finished"
+    return STATES.get(execution.last_known_state, "finished") if execution else "succeeded"
 
 
 def new_run_id() -> str:
@@ -230,7 +248,7 @@ def run_local(
         log_file=os.path.abspath(os.path.join(cfg.work_dir, "logs", f"{run_id}.log")),
     )
     log_handler = _setup_logging(result.log_file)
-    progress = _ProgressHandler(on_progress)
+    progress = _ProgressHandler(on_progress, lambda name: _node_state(cfg, run_id, name))
     logging.getLogger().addHandler(progress)
     try:
         result.span = preflight(cfg)
