@@ -92,8 +92,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cached = sum(c.cached for c in result.components)
     print(f"\n{cached} of {len(result.components)} components cached")
     if result.metrics:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
-        print(f"metrics (eval split, span {result.span}): {shown}")
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
+        print(f"metrics (eval split, span {result.span}): {metrics}")
     if result.pushed:
         state = "pushed" if result.pushed.get("new") else "already serving"
         tag = f" ({result.pushed['tag']})" if result.pushed.get("tag") else ""
