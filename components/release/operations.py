@@ -24,13 +24,14 @@ finished release, so an interrupted release is completed by releasing the same m
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import getpass
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -454,6 +455,26 @@ def list_releases(base_path: str) -> Listing:
 # --- label operations ------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _locked_operation(
+    base_path: str, now: dt.datetime | None
+) -> Iterator[tuple[ServingDir, str, str, str, LabelState]]:
+    """The start every release operation shares, under the base path's lock.
+
+    Yields (serving dir, absolute base path, ISO time, actor, label state before the change);
+    raises ReleaseRefused when the base path holds no release yet.
+    """
+    serving = ServingDir(base_path)
+    base = serving.base_path
+    when = _utc(now).isoformat(timespec="seconds")
+    actor = _actor()
+    with serving.lock():
+        serving.remove_stale_temporaries()
+        before = read_state(base)
+        _require_releases(base, before)
+        yield serving, base, when, actor, before
+
+
 def promote(
     base_path: str,
     target: str | int,
@@ -484,14 +505,7 @@ def promote(
         ReleaseRefused: unknown tag or version, not blessed, pruned, or already stable.
         ReleaseError: writing failed, or recording in ML Metadata failed after the change.
     """
-    serving = ServingDir(base_path)
-    base = serving.base_path
-    when = _utc(now).isoformat(timespec="seconds")
-    actor = _actor()
-    with serving.lock():
-        serving.remove_stale_temporaries()
-        before = read_state(base)
-        _require_releases(base, before)
+    with _locked_operation(base_path, now) as (serving, base, when, actor, before):
         release = _resolve(base, before, target)
         if not release.blessed:
             raise ReleaseRefused(
@@ -545,14 +559,7 @@ def rollback(
         ReleaseRefused: no previous stable version, or it is no longer in the base path.
         ReleaseError: writing failed, or recording in ML Metadata failed after the change.
     """
-    serving = ServingDir(base_path)
-    base = serving.base_path
-    when = _utc(now).isoformat(timespec="seconds")
-    actor = _actor()
-    with serving.lock():
-        serving.remove_stale_temporaries()
-        before = read_state(base)
-        _require_releases(base, before)
+    with _locked_operation(base_path, now) as (serving, base, when, actor, before):
         previous = before.previous_stable()
         current = before.labels.get("stable")
         if previous is None:
@@ -615,14 +622,7 @@ def set_traffic(
         raise ReleaseRefused(
             f"canary percent must be an integer from 0 to 100, got {canary_percent!r}"
         )
-    serving = ServingDir(base_path)
-    base = serving.base_path
-    when = _utc(now).isoformat(timespec="seconds")
-    actor = _actor()
-    with serving.lock():
-        serving.remove_stale_temporaries()
-        before = read_state(base)
-        _require_releases(base, before)
+    with _locked_operation(base_path, now) as (serving, base, when, actor, before):
         if "canary" not in before.labels:
             raise ReleaseRefused(f"no canary version in {base}: nothing to send traffic to")
         if "stable" not in before.labels:
@@ -669,14 +669,7 @@ def prune(
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise ReleaseRefused(f"--keep must be an integer >= 0, got {keep!r}")
-    serving = ServingDir(base_path)
-    base = serving.base_path
-    when = _utc(now).isoformat(timespec="seconds")
-    actor = _actor()
-    with serving.lock():
-        serving.remove_stale_temporaries()
-        before = read_state(base)
-        _require_releases(base, before)
+    with _locked_operation(base_path, now) as (serving, base, when, actor, before):
         present = serving.versions()
         config = read_models_config(base)
         protected = set(before.labels.values()) | set(present[-max(keep, 1):])
