@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", metavar="DIR", help="folder of span-N/ TFRecord folders")
     run.add_argument("--span", type=int, metavar="N", help="span to read (default: latest)")
     run.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
+    run.add_argument(
+        "--full", action="store_true",
+        help="go through TFX even when nothing changed since the last successful run "
+        "(each component then meets TFX's own cache)",
+    )
 
     show = sub.add_parser("config", help="print the resolved configuration")
     show.add_argument("--profile", default="local")
@@ -75,7 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if not args.json:
         print(f"pipeline {cfg.pipeline_name}: data {cfg.data.root}, profile {args.profile}")
-    result = run_local(cfg, on_progress=None if args.json else show)
+    result = run_local(cfg, on_progress=None if args.json else show, full=args.full)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0 if result.status == "succeeded" else 1
@@ -83,14 +88,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print()
     # The components not already shown as they finished: the failed one and those not run.
     for c in result.components:
-        if c.name not in shown:
+        if c.name not in shown and not result.up_to_date_with:
             print(f"  {c.name:<20} {c.status:<10} {c.seconds:6.1f} s")
     if result.status != "succeeded":
         print(f"error: {result.error}", file=sys.stderr)
         print(f"full log: {result.log_file}", file=sys.stderr)
         return 1
     cached = sum(c.cached for c in result.components)
-    print(f"\n{cached} of {len(result.components)} components cached")
+    if result.up_to_date_with:
+        print(f"  up to date: nothing changed since run {result.up_to_date_with} (data, "
+              "config, code, metadata, serving)\n"
+              f"  all {len(result.components)} components reused without starting TFX "
+              "(--full goes through TFX's cache)\n")
+    else:
+        print(f"\n{cached} of {len(result.components)} components cached")
     if result.metrics:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
         print(f"metrics (eval split, span {result.span}): {metrics}")

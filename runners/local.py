@@ -87,6 +87,9 @@ class RunResult:
     log_file: str = ""
     span: int | None = None
     error: str | None = None
+    # Set when nothing changed since that run (see pipeline/up_to_date.py): its outputs are
+    # reused as they are and TFX is not started.
+    up_to_date_with: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +105,7 @@ class RunResult:
             "log_file": self.log_file,
             "span": self.span,
             "error": self.error,
+            "up_to_date_with": self.up_to_date_with,
         }
 
 
@@ -232,11 +236,15 @@ def run_local(
     *,
     run_id: str | None = None,
     on_progress: ProgressCallback | None = None,
+    full: bool = False,
 ) -> RunResult:
     """Runs the whole pipeline once and reports what happened; never raises for a failed run.
 
     The MLMD store is SQLite at `cfg.resolved_metadata_path`; the full log goes to
-    `<work_dir>/logs/<run_id>.log`.
+    `<work_dir>/logs/<run_id>.log`. When nothing that could change the outcome changed since
+    the last successful run (pipeline/up_to_date.py), that run's outputs are reported as
+    reused without starting TFX, unless `full` (or `enable_cache: false`) asks for a pass
+    through TFX, where each node meets TFX's own cache.
     """
     prepare_process_env()
     run_id = run_id or new_run_id()
@@ -250,6 +258,12 @@ def run_local(
     log_handler = _setup_logging(result.log_file)
     progress = _ProgressHandler(on_progress, lambda name: _node_state(cfg, run_id, name))
     logging.getLogger().addHandler(progress)
+    inputs = _input_fingerprint(cfg)
+    if inputs and not full and cfg.enable_cache:
+        reused = _reuse_if_up_to_date(cfg, result, inputs)
+        if reused:
+            log_handler.flush()
+            return reused
     try:
         result.span = preflight(cfg)
         _run_pipeline(cfg, run_id)
@@ -271,8 +285,69 @@ def run_local(
             collect_report(cfg, result, progress.seconds)
         except Exception:  # noqa: BLE001  (a report problem must not hide the run's outcome)
             logging.getLogger(__name__).exception("could not read the run report from MLMD")
+        if result.status == "succeeded" and inputs:
+            _save_run_record(cfg, inputs, result)
         log_handler.flush()
     return result
+
+
+def _input_fingerprint(cfg: PipelineConfig) -> dict[str, str] | None:
+    """The run's inputs as they are before it starts; None if they cannot be read (the normal
+    path then reports why)."""
+    from pipeline.spans import resolve_span
+    from pipeline.up_to_date import input_fingerprint
+
+    try:
+        span = resolve_span(os.path.abspath(cfg.data.root), cfg.data.span_pattern, cfg.data.span)
+        return input_fingerprint(cfg, span)
+    except Exception:  # noqa: BLE001
+        logging.getLogger(__name__).info("inputs not fingerprinted", exc_info=True)
+        return None
+
+
+def _reuse_if_up_to_date(
+    cfg: PipelineConfig, result: RunResult, inputs: dict[str, str]
+) -> RunResult | None:
+    """`result` filled from the last successful run when nothing changed since; else None."""
+    from pipeline.report import open_store
+    from pipeline.up_to_date import check
+
+    log = logging.getLogger(__name__)
+    if not os.path.exists(cfg.resolved_metadata_path):
+        return None
+    try:
+        verdict = check(cfg, inputs, open_store(cfg.resolved_metadata_path))
+    except Exception:  # noqa: BLE001  (when in doubt, go through TFX)
+        log.warning("up-to-date check failed; running through TFX", exc_info=True)
+        return None
+    if not verdict.up_to_date:
+        log.info("running through TFX: %s", verdict.reason)
+        return None
+    last = verdict.record["result"]
+    log.info("up to date with run %s: inputs, metadata and serving unchanged; "
+             "its outputs are reused and TFX is not started", last["run_id"])
+    result.status = "succeeded"
+    result.up_to_date_with = last["run_id"]
+    result.components = [
+        ComponentRun(name=c["name"], status="cached", seconds=0.0, cached=True)
+        for c in last["components"]
+    ]
+    result.pushed = {**last["pushed"], "new": False} if last.get("pushed") else None
+    result.blessed = last.get("blessed")
+    result.metrics = dict(last.get("metrics") or {})
+    result.validation_failures = list(last.get("validation_failures") or [])
+    result.span = last.get("span")
+    return result
+
+
+def _save_run_record(cfg: PipelineConfig, inputs: dict[str, str], result: RunResult) -> None:
+    from pipeline.report import open_store
+    from pipeline.up_to_date import save_record
+
+    try:
+        save_record(cfg, inputs, result.to_json(), open_store(cfg.resolved_metadata_path))
+    except Exception:  # noqa: BLE001  (without a record the next run goes through TFX)
+        logging.getLogger(__name__).warning("could not save the run record", exc_info=True)
 
 
 def _run_pipeline(cfg: PipelineConfig, run_id: str) -> None:

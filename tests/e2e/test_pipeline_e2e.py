@@ -25,13 +25,25 @@ def runs(tmp_path_factory):
     overlay = write_overlay(tmp)
     first_proc, first = run_json("--config", str(overlay))
     assert first_proc.returncode == 0, first.get("error")
+    executions_after_first = _execution_count(first)
+    # Unchanged data, code and config: the up-to-date check answers without TFX.
     second_proc, second = run_json("--config", str(overlay))
     assert second_proc.returncode == 0, second.get("error")
-    return tmp, first, second
+    second["executions_written"] = _execution_count(first) - executions_after_first
+    # --full: through TFX, where every node meets TFX's own cache.
+    third_proc, third = run_json("--config", str(overlay), "--full")
+    assert third_proc.returncode == 0, third.get("error")
+    return tmp, first, second, third
+
+
+def _execution_count(run: dict) -> int:
+    from pipeline.report import open_store
+
+    return len(open_store(run["metadata"]["uri"]).get_executions())
 
 
 def test_first_run_succeeds_and_pushes_version_1(runs):
-    tmp, first, _ = runs
+    tmp, first, *_ = runs
     assert first["status"] == "succeeded"
     by_name = {c["name"]: c for c in first["components"]}
     for name in NODES:
@@ -50,7 +62,7 @@ def test_first_run_succeeds_and_pushes_version_1(runs):
 
 
 def test_pushed_version_loads_in_a_fresh_process_and_predicts(runs):
-    tmp, first, _ = runs
+    tmp, first, *_ = runs
     script = f"""
 import json, os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -74,7 +86,7 @@ print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
 
 
 def test_mlmd_holds_examples_model_pushedmodel_lineage(runs):
-    tmp, first, _ = runs
+    tmp, first, *_ = runs
     from ml_metadata.proto import metadata_store_pb2
 
     from pipeline.report import node_executions, open_store
@@ -104,20 +116,46 @@ def test_mlmd_holds_examples_model_pushedmodel_lineage(runs):
     assert gen_examples[0].custom_properties["span"].int_value == 2
 
 
-def test_second_run_is_fully_cached_and_pushes_nothing(runs):
-    tmp, first, second = runs
-    assert second["run_id"] != first["run_id"]
-    by_name = {c["name"]: c for c in second["components"]}
-    for name in NODES:
-        assert by_name[name]["cached"] is True, by_name[name]
-    assert second["pushed"] == {**first["pushed"], "new": False}
+def _pushed_nothing(tmp, first, run):
+    assert run["pushed"] == {**first["pushed"], "new": False}
     base = tmp / "serving" / "penguin"
     assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["1"]
     assert sorted(p.name for p in (base / ".releases").iterdir()) == ["1.json"]
 
 
+def test_second_run_is_up_to_date_reuses_everything_and_pushes_nothing(runs):
+    tmp, first, second, _ = runs
+    assert second["run_id"] != first["run_id"]
+    assert second["status"] == "succeeded"
+    assert second["up_to_date_with"] == first["run_id"]
+    by_name = {c["name"]: c for c in second["components"]}
+    for name in NODES:
+        assert by_name[name]["cached"] is True, by_name[name]
+    assert second["metrics"] == first["metrics"]
+    _pushed_nothing(tmp, first, second)
+    # TFX was not started: no execution was written, and the log says why.
+    assert second["executions_written"] == 0
+    log = open(second["log_file"]).read()
+    assert f"up to date with run {first['run_id']}" in log
+    assert "Component ImportExampleGen is running" not in log
+
+
+def test_full_run_is_fully_cached_by_tfx_and_pushes_nothing(runs):
+    tmp, first, _, third = runs
+    assert third["up_to_date_with"] is None
+    by_name = {c["name"]: c for c in third["components"]}
+    for name in NODES:
+        assert by_name[name]["cached"] is True, by_name[name]
+    from pipeline.report import node_executions, open_store
+
+    execs = node_executions(open_store(third["metadata"]["uri"]), "penguin", third["run_id"])
+    assert {name: execs[name].last_known_state for name in NODES} == {
+        name: 5 for name in NODES}  # MLMD's CACHED
+    _pushed_nothing(tmp, first, third)
+
+
 def test_release_record_models_config_labels_and_contract(runs):
-    tmp, first, _ = runs
+    tmp, first, *_ = runs
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
@@ -152,7 +190,7 @@ def test_release_record_models_config_labels_and_contract(runs):
 
 
 def test_signature_verdict_and_pushed_model_properties_in_mlmd(runs):
-    tmp, first, _ = runs
+    tmp, first, *_ = runs
     from ml_metadata.proto import metadata_store_pb2
 
     from pipeline.report import node_executions, open_store, output_artifacts

@@ -27,6 +27,7 @@ def runs(tmp_path_factory):
     promote = run_cli("release", "promote", "canary", "--config", str(overlay),
                       "--reason", "e2e", timeout=120)
     assert promote.returncode == 0, promote.stderr
+    first["_after_promote"] = _up_to_date_verdict(overlay)
 
     # The same data and config, but a model without `island`: its predict_raw loses an input.
     changed = write_overlay(tmp, model={"features": NO_ISLAND}, evaluator={"slices": []})
@@ -41,6 +42,23 @@ def runs(tmp_path_factory):
     allowed_proc, allowed = run_json("--config", str(allowed_overlay))
     assert allowed_proc.returncode == 0, allowed.get("error")
     return tmp, first, blocked, allowed
+
+
+def _up_to_date_verdict(overlay):
+    from pipeline.config import load_config
+    from pipeline.report import open_store
+    from pipeline.up_to_date import check, input_fingerprint
+
+    cfg = load_config("local", overlay)
+    return check(cfg, input_fingerprint(cfg, 2), open_store(cfg.resolved_metadata_path))
+
+
+def test_a_release_operation_sends_the_next_run_through_tfx(runs):
+    # Promoting changes the baseline the Evaluator and the signature check compare with.
+    _, first, _, _ = runs
+    verdict = first["_after_promote"]
+    assert not verdict.up_to_date
+    assert "metadata" in verdict.reason and "serving" in verdict.reason, verdict.reason
 
 
 def _store_and_execs(result):

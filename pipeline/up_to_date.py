@@ -1,0 +1,205 @@
+"""Is a run only a repeat of the last one? Answered without TFX, TensorFlow or Beam.
+
+On unchanged data, code and config every TFX node comes back cached and nothing is pushed, but
+reaching that verdict through TFX costs ~12 s of imports (TensorFlow, Beam, TFMA) before its
+first cache lookup. This module answers the same question in a fraction of a second by
+comparing what can change a run's outcome with what it was when the last run that went
+through TFX succeeded:
+
+- inputs: the resolved configuration (with absolute paths), the project's source code, the
+  schema file, the selected span's files (name, size, mtime: ImportExampleGen's own
+  fingerprint), the Python and library versions;
+- state a run reads: ML Metadata (any execution, artifact or context created or updated since:
+  a release operation, another run, even a failed one, moves it) and the serving base path
+  (versions, labels, models.config, release records, the serving contract);
+- the last run's output artifacts, still on disk.
+
+Any difference, an unreadable record or an error while checking sends the run through TFX.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import PipelineConfig, config_to_dict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECORD_FILE = "last_run.json"
+RECORD_FORMAT = 1
+# Source whose change may change what a run does: all of the project's Python.
+SOURCE_PACKAGES = ("pipeline", "components", "runners")
+# Distributions whose version may change a run's outputs.
+STACK = (
+    "tfx", "tensorflow", "tf-keras", "tensorflow-model-analysis", "tensorflow-data-validation",
+    "tfx-bsl", "apache-beam", "ml-metadata", "protobuf",
+)
+# The parts of a record, in the order a changed one is reported.
+PARTS = ("config", "code", "schema", "data", "stack", "metadata", "serving")
+
+
+def _sha(data: Any) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data, sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()[:20]
+
+
+def record_path(cfg: PipelineConfig) -> Path:
+    return Path(cfg.resolved_pipeline_root) / RECORD_FILE
+
+
+def source_fingerprint(root: Path = REPO_ROOT) -> str:
+    h = hashlib.sha256()
+    for package in SOURCE_PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
+                h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _stat_entry(path: str) -> list:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def input_fingerprint(cfg: PipelineConfig, span: int) -> dict[str, str]:
+    """What a run reads from disk and config, before it starts.
+
+    Raises:
+      DataCheckError: no input file matches (the caller then runs the normal path, which
+        reports it).
+    """
+    from components.data_check import find_input_files
+    from pipeline.build import split_patterns
+
+    root = os.path.abspath(cfg.data.root)
+    config = config_to_dict(cfg)
+    config["_absolute"] = {
+        "data_root": root, "schema": os.path.abspath(cfg.data.schema),
+        "pipeline_root": cfg.resolved_pipeline_root, "metadata": cfg.resolved_metadata_path,
+        "base_path": os.path.abspath(cfg.pusher.base_path), "span": span,
+    }
+    patterns = [p.replace("{SPAN}", str(span)) for p in split_patterns(cfg).values()]
+    files = find_input_files(root, patterns)
+    schema = Path(cfg.data.schema)
+    versions = {}
+    for name in STACK:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "config": _sha(config),
+        "code": source_fingerprint(),
+        "schema": _sha(schema.read_bytes()) if schema.is_file() else "missing",
+        "data": _sha([[os.path.relpath(f, root), *_stat_entry(f)] for f in files]),
+        "stack": _sha([sys.version, platform.machine(), versions]),
+    }
+
+
+def metadata_watermark(store) -> str:
+    """The newest id and the newest update of executions, artifacts and contexts."""
+    from ml_metadata.metadata_store import ListOptions, OrderByField
+
+    marks = []
+    for get in (store.get_executions, store.get_artifacts, store.get_contexts):
+        for order in (OrderByField.ID, OrderByField.UPDATE_TIME):
+            newest = get(list_options=ListOptions(limit=1, order_by=order, is_asc=False))
+            marks.append([newest[0].id, newest[0].last_update_time_since_epoch] if newest else None)
+    return _sha(marks)
+
+
+def serving_fingerprint(base_path: str) -> str:
+    """Entries of the model base path: versions, labels, models.config, records, contract.
+
+    A version directory counts by name and mtime (its files are written once, before the
+    rename that publishes it); everything else by name, size and mtime, one level deep.
+    """
+    if not os.path.isdir(base_path):
+        return "absent"
+    entries = []
+    for name in sorted(os.listdir(base_path)):
+        path = os.path.join(base_path, name)
+        if not os.path.isdir(path):
+            entries.append([name, *_stat_entry(path)])
+        elif name.isdigit():
+            entries.append([name, os.stat(path).st_mtime_ns])
+        else:
+            inner = [[n, *_stat_entry(os.path.join(path, n))] for n in sorted(os.listdir(path))]
+            entries.append([name, inner])
+    return _sha(entries)
+
+
+def state_fingerprint(cfg: PipelineConfig, store) -> dict[str, str]:
+    return {
+        "metadata": metadata_watermark(store),
+        "serving": serving_fingerprint(os.path.abspath(cfg.pusher.base_path)),
+    }
+
+
+def run_outputs(cfg: PipelineConfig, store, run_id: str) -> list[str]:
+    """URIs of the output artifacts of run `run_id`'s executions."""
+    from pipeline.report import node_executions, output_artifacts
+
+    uris = []
+    for execution in node_executions(store, cfg.pipeline_name, run_id).values():
+        uris.extend(a.uri for a in output_artifacts(store, execution.id) if a.uri)
+    return sorted(set(uris))
+
+
+def save_record(
+    cfg: PipelineConfig, inputs: dict[str, str], result: dict[str, Any], store
+) -> Path:
+    """Writes the record of a successful run (atomically: a reader sees the old or the new)."""
+    record = {
+        "format": RECORD_FORMAT,
+        "run_id": result["run_id"],
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": {**inputs, **state_fingerprint(cfg, store)},
+        "outputs": run_outputs(cfg, store, result["run_id"]),
+        "result": result,
+    }
+    path = record_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class Verdict:
+    up_to_date: bool
+    # Why not, in a few words (empty when up to date).
+    reason: str
+    record: dict[str, Any] | None = None
+
+
+def check(cfg: PipelineConfig, inputs: dict[str, str], store) -> Verdict:
+    """Compares the current inputs and state with the last successful run's record."""
+    path = record_path(cfg)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return Verdict(False, "no earlier successful run")
+    except (OSError, ValueError) as e:
+        return Verdict(False, f"unreadable run record {path}: {e}")
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        return Verdict(False, f"run record {path} has another format")
+    last = record.get("run_id")
+    then = record.get("fingerprint", {})
+    now = {**inputs, **state_fingerprint(cfg, store)}
+    changed = [part for part in PARTS if then.get(part) != now.get(part)]
+    if changed:
+        return Verdict(False, f"{', '.join(changed)} changed since run {last}")
+    missing = [uri for uri in record.get("outputs", []) if not os.path.exists(uri)]
+    if missing:
+        return Verdict(False, f"an output of run {last} is gone: {missing[0]}")
+    return Verdict(True, "", record)

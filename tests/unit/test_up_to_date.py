@@ -1,0 +1,180 @@
+"""The up-to-date check that lets an unchanged re-run skip TFX: real TFRecord files, a real
+SQLite ML Metadata store laid out as TFX lays it out, a real serving base path. Each thing that
+can change a run's outcome must send the next run through TFX."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from pipeline.config import load_config
+from pipeline.report import open_store
+from pipeline.up_to_date import check, input_fingerprint, save_record, source_fingerprint
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = "20260101T000000-aaaaaa"
+
+
+class History:
+    """A real MLMD store with the contexts TFX writes: one run, one node, one output."""
+
+    def __init__(self, path: str):
+        config = pb.ConnectionConfig()
+        config.sqlite.filename_uri = path
+        config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        self.store = metadata_store.MetadataStore(config)
+        self.exec_type = self.store.put_execution_type(pb.ExecutionType(name="Trainer"))
+        self.model_type = self.store.put_artifact_type(pb.ArtifactType(name="Model"))
+        self.run_type = self.store.put_context_type(pb.ContextType(name="pipeline_run"))
+        self.node_type = self.store.put_context_type(pb.ContextType(name="node"))
+
+    def run(self, run_id: str, output_uri: str) -> None:
+        [artifact_id] = self.store.put_artifacts([pb.Artifact(type_id=self.model_type,
+                                                              uri=output_uri)])
+        [execution_id] = self.store.put_executions(
+            [pb.Execution(type_id=self.exec_type, last_known_state=pb.Execution.COMPLETE)])
+        self.store.put_events([pb.Event(artifact_id=artifact_id, execution_id=execution_id,
+                                        type=pb.Event.OUTPUT)])
+        contexts = self.store.put_contexts([
+            pb.Context(type_id=self.run_type, name=run_id),
+            pb.Context(type_id=self.node_type, name=f"penguin.Trainer.{run_id}"),
+        ])
+        self.store.put_attributions_and_associations(
+            [], [pb.Association(context_id=c, execution_id=execution_id) for c in contexts])
+
+    def release_operation(self) -> None:
+        self.store.put_executions([pb.Execution(type_id=self.exec_type)])
+
+
+@pytest.fixture
+def setup(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(REPO / "data" / "penguins", data)
+    schema = tmp_path / "schema.pbtxt"
+    shutil.copy(REPO / "data" / "schema" / "schema.pbtxt", schema)
+    base = tmp_path / "serving"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "saved_model.pb").write_bytes(b"model")
+    (base / "labels.json").write_text('{"labels": {"canary": 1}}')
+    overrides = {"work_dir": str(tmp_path / "var"), "pipeline_name": "penguin",
+                 "data": {"root": str(data), "schema": str(schema)},
+                 "pusher": {"base_path": str(base)}}
+    cfg = load_config("local", None, overrides)
+    os.makedirs(tmp_path / "var")
+    history = History(cfg.resolved_metadata_path)
+    output = tmp_path / "var" / "pipeline_root" / "Trainer" / "model" / "7"
+    output.mkdir(parents=True)
+    history.run(RUN, str(output))
+    result = {"run_id": RUN, "status": "succeeded", "components": []}
+    save_record(cfg, input_fingerprint(cfg, 2), result, history.store)
+    return tmp_path, cfg, overrides, history
+
+
+def verdict(cfg, span: int = 2):
+    return check(cfg, input_fingerprint(cfg, span), open_store(cfg.resolved_metadata_path))
+
+
+def test_nothing_changed_is_up_to_date_and_returns_the_run(setup):
+    _, cfg, _, _ = setup
+    v = verdict(cfg)
+    assert v.up_to_date, v.reason
+    assert v.record["run_id"] == RUN
+    assert v.record["outputs"] == [str(Path(cfg.resolved_pipeline_root) / "Trainer/model/7")]
+
+
+def test_no_record_means_through_tfx(setup):
+    _, cfg, _, _ = setup
+    (Path(cfg.resolved_pipeline_root) / "last_run.json").unlink()
+    v = verdict(cfg)
+    assert not v.up_to_date and v.reason == "no earlier successful run"
+
+
+def test_unreadable_record_means_through_tfx(setup):
+    _, cfg, _, _ = setup
+    (Path(cfg.resolved_pipeline_root) / "last_run.json").write_text("{truncated")
+    v = verdict(cfg)
+    assert not v.up_to_date and "unreadable run record" in v.reason
+
+
+def test_a_touched_data_file_is_a_change(setup):
+    tmp, cfg, _, _ = setup
+    f = next((tmp / "data" / "span-2" / "Split-train").iterdir())
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    v = verdict(cfg)
+    assert not v.up_to_date and v.reason == f"data changed since run {RUN}"
+
+
+def test_a_new_span_is_a_change(setup):
+    tmp, cfg, _, _ = setup
+    shutil.copytree(tmp / "data" / "span-2", tmp / "data" / "span-3")
+    v = verdict(cfg, span=3)
+    assert not v.up_to_date and v.reason.startswith("config, data changed")
+
+
+def test_another_config_value_is_a_change(setup):
+    _, _, overrides, _ = setup
+    cfg = load_config("local", None, {**overrides, "trainer": {"train_steps": 7}})
+    v = verdict(cfg)
+    assert not v.up_to_date and v.reason == f"config changed since run {RUN}"
+
+
+def test_an_edited_schema_is_a_change(setup):
+    tmp, cfg, _, _ = setup
+    with open(tmp / "schema.pbtxt", "a") as f:
+        f.write("\n# edited\n")
+    assert verdict(cfg).reason == f"schema changed since run {RUN}"
+
+
+def test_anything_new_in_metadata_is_a_change(setup):
+    # A release operation (promote, rollback) or any other run writes an execution.
+    _, cfg, _, history = setup
+    history.release_operation()
+    assert verdict(cfg).reason == f"metadata changed since run {RUN}"
+
+
+@pytest.mark.parametrize("edit", ["label moved", "version removed", "stray entry"])
+def test_a_changed_serving_base_path_is_a_change(setup, edit):
+    tmp, cfg, _, _ = setup
+    base = tmp / "serving"
+    if edit == "label moved":
+        (base / "labels.json").write_text('{"labels": {"stable": 1}}')
+    elif edit == "version removed":
+        shutil.rmtree(base / "1")
+    else:
+        (base / ".tmp-push-2").mkdir()
+    assert verdict(cfg).reason == f"serving changed since run {RUN}"
+
+
+def test_a_deleted_output_is_a_change(setup):
+    _, cfg, _, _ = setup
+    gone = Path(cfg.resolved_pipeline_root) / "Trainer" / "model" / "7"
+    shutil.rmtree(gone)
+    assert verdict(cfg).reason == f"an output of run {RUN} is gone: {gone}"
+
+
+def test_source_fingerprint_follows_every_python_file(tmp_path):
+    for package in ("pipeline", "components", "runners"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "a.py").write_text("x = 1\n")
+    before = source_fingerprint(tmp_path)
+    (tmp_path / "components" / "a.py").write_text("x = 2\n")
+    assert source_fingerprint(tmp_path) != before
+    (tmp_path / "components" / "a.py").write_text("x = 1\n")
+    assert source_fingerprint(tmp_path) == before
+    (tmp_path / "runners" / "b.py").write_text("")
+    assert source_fingerprint(tmp_path) != before
+
+
+def test_record_is_plain_json_in_the_pipeline_root(setup):
+    _, cfg, _, _ = setup
+    record = json.loads((Path(cfg.resolved_pipeline_root) / "last_run.json").read_text())
+    assert set(record["fingerprint"]) == {"config", "code", "schema", "data", "stack",
+                                          "metadata", "serving"}
+    assert record["result"]["run_id"] == RUN
