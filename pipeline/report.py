@@ -8,6 +8,7 @@ from typing import Any
 
 from components.evaluator.metrics import overall_metrics
 from pipeline.config import PipelineConfig
+from pipeline.run_result import ComponentRun
 
 # MLMD execution states (metadata_store_pb2.Execution.State).
 STATES = {0: "unknown", 1: "new", 2: "running", 3: "succeeded", 4: "failed", 5: "cached",
@@ -114,8 +115,6 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
             {"name": name, "status": state, "seconds": round(seconds.get(name, 0.0), 2),
              "cached": state == "cached"}
         )
-    from runners.local import ComponentRun
-
     result.components = [ComponentRun(**c) for c in components]
     if store is None:
         return

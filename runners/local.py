@@ -10,11 +10,10 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 from pipeline.config import PipelineConfig
+from pipeline.run_result import ComponentRun, RunResult
 
 # (component id, "running" | "finished", seconds since it started, its MLMD state once finished:
 #  "succeeded" | "cached" | "failed" | ...)
@@ -62,51 +61,6 @@ def defer_tfx_components_init() -> None:
 
     module.__getattr__ = load_on_demand
     sys.modules["tfx.components"] = module
-
-
-@dataclass
-class ComponentRun:
-    name: str
-    status: str  # succeeded | cached | failed | not run
-    seconds: float
-    cached: bool
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    status: str  # succeeded | failed
-    components: list[ComponentRun] = field(default_factory=list)
-    pushed: dict[str, Any] | None = None
-    blessed: bool | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    # Why the Evaluator did not bless the candidate, one line per failed threshold.
-    validation_failures: list[str] = field(default_factory=list)
-    metadata_uri: str = ""
-    pipeline_root: str = ""
-    log_file: str = ""
-    span: int | None = None
-    error: str | None = None
-    # Set when nothing changed since that run (see pipeline/up_to_date.py): its outputs are
-    # reused as they are and TFX is not started.
-    up_to_date_with: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "components": [c.__dict__ for c in self.components],
-            "pushed": self.pushed,
-            "blessed": self.blessed,
-            "metrics": self.metrics,
-            "validation_failures": self.validation_failures,
-            "metadata": {"uri": self.metadata_uri},
-            "pipeline_root": self.pipeline_root,
-            "log_file": self.log_file,
-            "span": self.span,
-            "error": self.error,
-            "up_to_date_with": self.up_to_date_with,
-        }
 
 
 class _ProgressHandler(logging.Handler):
@@ -340,7 +294,9 @@ def _reuse_if_up_to_date(
     return result
 
 
-def _save_run_record(cfg: PipelineConfig, inputs: dict[str, str], result: RunResult) -> None:
+def _save_run_record(
+    cfg: PipelineConfig, inputs: dict[str, str], result: RunResult
+) -> None:
     from pipeline.report import open_store
     from pipeline.up_to_date import save_record
 
