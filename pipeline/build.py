@@ -44,6 +44,11 @@ def split_patterns(cfg: PipelineConfig) -> dict[str, str]:
     return {"single_split": f"{d.span_pattern}/{d.file_pattern}"}
 
 
+def span_input_patterns(cfg: PipelineConfig, span: int) -> list[str]:
+    """The file patterns, relative to the data root, that a run on `span` reads."""
+    return [p.replace("{SPAN}", str(span)) for p in split_patterns(cfg).values()]
+
+
 def trainer_custom_config(cfg: PipelineConfig) -> dict[str, Any]:
     return {
         "model": dataclasses.asdict(cfg.model),

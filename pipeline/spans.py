@@ -6,6 +6,7 @@ import os
 import re
 
 from components.data_check import DataCheckError
+from pipeline.config import PipelineConfig
 
 
 def list_spans(data_root: str, span_pattern: str) -> list[int]:
@@ -34,3 +35,8 @@ def resolve_span(data_root: str, span_pattern: str, span: int | None) -> int:
             f"span {span} not found under {data_root} (spans: {', '.join(map(str, spans))})"
         )
     return span
+
+
+def selected_span(cfg: PipelineConfig) -> int:
+    """The span a run with `cfg` reads (see resolve_span)."""
+    return resolve_span(os.path.abspath(cfg.data.root), cfg.data.span_pattern, cfg.data.span)

@@ -77,7 +77,7 @@ def input_fingerprint(cfg: PipelineConfig, span: int) -> dict[str, str]:
         reports it).
     """
     from components.data_check import find_input_files
-    from pipeline.build import split_patterns
+    from pipeline.build import span_input_patterns
 
     root = os.path.abspath(cfg.data.root)
     config = config_to_dict(cfg)
@@ -86,8 +86,7 @@ def input_fingerprint(cfg: PipelineConfig, span: int) -> dict[str, str]:
         "pipeline_root": cfg.resolved_pipeline_root, "metadata": cfg.resolved_metadata_path,
         "base_path": os.path.abspath(cfg.pusher.base_path), "span": span,
     }
-    patterns = [p.replace("{SPAN}", str(span)) for p in split_patterns(cfg).values()]
-    files = find_input_files(root, patterns)
+    files = find_input_files(root, span_input_patterns(cfg, span))
     schema = Path(cfg.data.schema)
     versions = {}
     for name in STACK:

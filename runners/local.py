@@ -175,13 +175,11 @@ def preflight(cfg: PipelineConfig) -> int:
             "(use ring or auto)"
         )
     from components.data_check import check_input_files
-    from pipeline.build import split_patterns
-    from pipeline.spans import resolve_span
+    from pipeline.build import span_input_patterns
+    from pipeline.spans import selected_span
 
-    root = os.path.abspath(cfg.data.root)
-    span = resolve_span(root, cfg.data.span_pattern, cfg.data.span)
-    patterns = [p.replace("{SPAN}", str(span)) for p in split_patterns(cfg).values()]
-    check_input_files(root, patterns)
+    span = selected_span(cfg)
+    check_input_files(os.path.abspath(cfg.data.root), span_input_patterns(cfg, span))
     return span
 
 
@@ -210,14 +208,12 @@ def run_local(
         log_file=os.path.abspath(os.path.join(cfg.work_dir, "logs", f"{run_id}.log")),
     )
     log_handler = _setup_logging(result.log_file)
+    inputs = _input_fingerprint(cfg)
+    if inputs and not full and cfg.enable_cache and _reuse_if_up_to_date(cfg, result, inputs):
+        log_handler.flush()
+        return result
     progress = _ProgressHandler(on_progress, lambda name: _node_state(cfg, run_id, name))
     logging.getLogger().addHandler(progress)
-    inputs = _input_fingerprint(cfg)
-    if inputs and not full and cfg.enable_cache:
-        reused = _reuse_if_up_to_date(cfg, result, inputs)
-        if reused:
-            log_handler.flush()
-            return reused
     try:
         result.span = preflight(cfg)
         _run_pipeline(cfg, run_id)
@@ -248,35 +244,32 @@ def run_local(
 def _input_fingerprint(cfg: PipelineConfig) -> dict[str, str] | None:
     """The run's inputs as they are before it starts; None if they cannot be read (the normal
     path then reports why)."""
-    from pipeline.spans import resolve_span
+    from pipeline.spans import selected_span
     from pipeline.up_to_date import input_fingerprint
 
     try:
-        span = resolve_span(os.path.abspath(cfg.data.root), cfg.data.span_pattern, cfg.data.span)
-        return input_fingerprint(cfg, span)
+        return input_fingerprint(cfg, selected_span(cfg))
     except Exception:  # noqa: BLE001
         logging.getLogger(__name__).info("inputs not fingerprinted", exc_info=True)
         return None
 
 
-def _reuse_if_up_to_date(
-    cfg: PipelineConfig, result: RunResult, inputs: dict[str, str]
-) -> RunResult | None:
-    """`result` filled from the last successful run when nothing changed since; else None."""
+def _reuse_if_up_to_date(cfg: PipelineConfig, result: RunResult, inputs: dict[str, str]) -> bool:
+    """Fills `result` from the last successful run and says True when nothing changed since."""
     from pipeline.report import open_store
     from pipeline.up_to_date import check
 
     log = logging.getLogger(__name__)
     if not os.path.exists(cfg.resolved_metadata_path):
-        return None
+        return False
     try:
         verdict = check(cfg, inputs, open_store(cfg.resolved_metadata_path))
     except Exception:  # noqa: BLE001  (when in doubt, go through TFX)
         log.warning("up-to-date check failed; running through TFX", exc_info=True)
-        return None
+        return False
     if not verdict.up_to_date:
         log.info("running through TFX: %s", verdict.reason)
-        return None
+        return False
     last = verdict.record["result"]
     log.info("up to date with run %s: inputs, metadata and serving unchanged; "
              "its outputs are reused and TFX is not started", last["run_id"])
@@ -291,7 +284,7 @@ def _reuse_if_up_to_date(
     result.metrics = dict(last.get("metrics") or {})
     result.validation_failures = list(last.get("validation_failures") or [])
     result.span = last.get("span")
-    return result
+    return True
 
 
 def _save_run_record(

@@ -178,3 +178,27 @@ def test_record_is_plain_json_in_the_pipeline_root(setup):
     assert set(record["fingerprint"]) == {"config", "code", "schema", "data", "stack",
                                           "metadata", "serving"}
     assert record["result"]["run_id"] == RUN
+
+
+def test_run_local_reuses_the_run_and_leaves_no_progress_handler(setup):
+    import logging
+
+    from runners.local import _ProgressHandler, run_local
+
+    _, cfg, _, _ = setup
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        result = run_local(cfg, on_progress=lambda *a: None)
+        left = list(root.handlers)
+    finally:
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                h.close()
+        for h in handlers:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(level)
+    assert result.status == "succeeded" and result.up_to_date_with == RUN
+    assert not any(isinstance(h, _ProgressHandler) for h in left)
