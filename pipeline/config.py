@@ -261,10 +261,10 @@ class PipelineConfig:
 
     def _validate_release(self, where: str) -> None:
         """Rules of the pusher and validation sections (names, batching, contract)."""
-        from components.release.batching import BatchingParametersError, batching_parameters_text
-        from components.release.errors import InvalidNameError
-        from components.release.names import validate_channel, validate_model_name
-        from components.signature.contract import Contract, ContractError
+        from components.serving.batching import BatchingParametersError, batching_parameters_text
+        from components.serving.contract import Contract, ContractError
+        from components.serving.errors import InvalidNameError
+        from components.serving.names import validate_channel, validate_model_name
 
         checks = [
             ("pusher.channel", validate_channel, self.pusher.channel),

@@ -129,8 +129,8 @@ def _summary(result: Any) -> str:
 
 def run_release(args: argparse.Namespace) -> int:
     """Run ``pipeline release ACTION`` for parsed ``args``; return the exit code."""
-    import components.release as release
-    from components.release import ReleaseError, ReleaseRefused
+    import components.serving as release
+    from components.serving import ReleaseError, ReleaseRefused
     from pipeline.config import ConfigError, load_config
 
     try:

@@ -12,8 +12,8 @@ import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from pipeline.app.run_result import ComponentRun, RunResult
 from pipeline.config import PipelineConfig
-from pipeline.run_result import ComponentRun, RunResult
 
 # (component id, "running" | "finished", seconds since it started, its MLMD state once finished:
 #  "succeeded" | "cached" | "failed" | ...)
@@ -95,7 +95,7 @@ class _ProgressHandler(logging.Handler):
 
 def _node_state(cfg: PipelineConfig, run_id: str, name: str) -> str:
     """The MLMD state of node `name` in run `run_id` (e.g. cached), read as it finishes."""
-    from pipeline.report import STATES, node_executions, open_store
+    from pipeline.app.report import STATES, node_executions, open_store
 
     try:
         execution = node_executions(
@@ -230,7 +230,7 @@ def run_local(
     finally:
         logging.getLogger().removeHandler(progress)
         try:
-            from pipeline.report import collect_report
+            from pipeline.app.report import collect_report
 
             collect_report(cfg, result, progress.seconds)
         except Exception:  # noqa: BLE001  (a report problem must not hide the run's outcome)
@@ -244,8 +244,8 @@ def run_local(
 def _input_fingerprint(cfg: PipelineConfig) -> dict[str, str] | None:
     """The run's inputs as they are before it starts; None if they cannot be read (the normal
     path then reports why)."""
+    from pipeline.app.up_to_date import input_fingerprint
     from pipeline.spans import selected_span
-    from pipeline.up_to_date import input_fingerprint
 
     try:
         return input_fingerprint(cfg, selected_span(cfg))
@@ -256,8 +256,8 @@ def _input_fingerprint(cfg: PipelineConfig) -> dict[str, str] | None:
 
 def _reuse_if_up_to_date(cfg: PipelineConfig, result: RunResult, inputs: dict[str, str]) -> bool:
     """Fills `result` from the last successful run and says True when nothing changed since."""
-    from pipeline.report import open_store
-    from pipeline.up_to_date import check
+    from pipeline.app.report import open_store
+    from pipeline.app.up_to_date import check
 
     log = logging.getLogger(__name__)
     if not os.path.exists(cfg.resolved_metadata_path):
@@ -290,8 +290,8 @@ def _reuse_if_up_to_date(cfg: PipelineConfig, result: RunResult, inputs: dict[st
 def _save_run_record(
     cfg: PipelineConfig, inputs: dict[str, str], result: RunResult
 ) -> None:
-    from pipeline.report import open_store
-    from pipeline.up_to_date import save_record
+    from pipeline.app.report import open_store
+    from pipeline.app.up_to_date import save_record
 
     try:
         save_record(cfg, inputs, result.to_json(), open_store(cfg.resolved_metadata_path))

@@ -67,7 +67,7 @@ def _blessings_by_model(blessings: list) -> dict:
 
 def stable_versions(base_path: str) -> list[int]:
     """The stable version, then the previous stables, newest first (no duplicates)."""
-    from components.release import read_state
+    from components.serving import read_state
 
     state = read_state(base_path)
     ordered = [state.labels["stable"]] if "stable" in state.labels else []
@@ -79,7 +79,7 @@ def models_released_as(store, base_path: str, version: int) -> set[int]:
     """Ids of the Model artifacts whose push produced ``version`` of ``base_path``."""
     from ml_metadata.proto import metadata_store_pb2
 
-    from components.release.lineage import find_pushed_models
+    from components.metadata.release_operations import find_pushed_models
 
     pushed = find_pushed_models(store, base_path, version)
     if not pushed:

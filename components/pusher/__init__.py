@@ -1,10 +1,4 @@
-"""Pushing a trained SavedModel to a TensorFlow Serving base path (pure Python, no TensorFlow)."""
+"""The pusher's TFX adapter: no blessing or signature verdict, no push (``component.py``).
 
-from components.pusher.serving_dir import (
-    PushError,
-    PushResult,
-    ServingDir,
-    model_content_hash,
-)
-
-__all__ = ["PushError", "PushResult", "ServingDir", "model_content_hash"]
+Everything under the model base path is written through ``components.serving``.
+"""

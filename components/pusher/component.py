@@ -1,7 +1,7 @@
 """TFX adapter of the pusher: no blessing, no push; no signature verdict, no push.
 
 A model blessed by the Evaluator *and* by the signature validator is released into the serving
-base path with ``components.release.release_version`` (push, tag, release record, labels,
+base path with ``components.serving.release_version`` (push, tag, release record, labels,
 ``models.config``); its contract is then kept in ``<base_path>/contract.json`` if the base path
 had none (the first release), or replaces it when a breaking change was allowed with a reason.
 """
@@ -22,8 +22,8 @@ from tfx.types.standard_artifacts import (
 )
 
 from components.evaluator.metrics import overall_metrics
-from components.release import Release, release_version
-from components.signature.contract import Contract, write_contract_file
+from components.serving import Release, release_version
+from components.serving.contract import Contract, write_contract_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VERDICT_REPORT = "report.json"

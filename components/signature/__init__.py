@@ -5,7 +5,7 @@ Pure Python here (``contract``, ``validate``); TensorFlow only in the probe's ow
 TFX only in ``component``.
 """
 
-from components.signature.contract import (
+from components.serving.contract import (
     CONTRACT_FILE,
     Contract,
     ContractError,

@@ -7,7 +7,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, Model, ModelBlessing
 
-from components.signature.contract import Contract
+from components.serving.contract import Contract
 from components.signature.validate import validate_signature
 
 REPORT_FILE = "report.json"

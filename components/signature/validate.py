@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.signature.contract import (
+from components.serving.contract import (
     Contract,
     ContractError,
     compare_contracts,
@@ -91,7 +91,7 @@ def probe_model(model_dir: str, examples_glob: str = "", sample_size: int = 0, *
 
 
 def _stable_version(base_path: str) -> int | None:
-    from components.release import read_state  # the release package's own reader
+    from components.serving import read_state  # the release package's own reader
 
     return read_state(base_path).labels.get("stable")
 

@@ -37,7 +37,7 @@ def runs(tmp_path_factory):
 
 
 def _execution_count(run: dict) -> int:
-    from pipeline.report import open_store
+    from pipeline.app.report import open_store
 
     return len(open_store(run["metadata"]["uri"]).get_executions())
 
@@ -89,7 +89,7 @@ def test_mlmd_holds_examples_model_pushedmodel_lineage(runs):
     tmp, first, *_ = runs
     from ml_metadata.proto import metadata_store_pb2
 
-    from pipeline.report import node_executions, open_store
+    from pipeline.app.report import node_executions, open_store
 
     store = open_store(first["metadata"]["uri"])
     execs = node_executions(store, "penguin", first["run_id"])
@@ -146,7 +146,7 @@ def test_full_run_is_fully_cached_by_tfx_and_pushes_nothing(runs):
     by_name = {c["name"]: c for c in third["components"]}
     for name in NODES:
         assert by_name[name]["cached"] is True, by_name[name]
-    from pipeline.report import node_executions, open_store
+    from pipeline.app.report import node_executions, open_store
 
     execs = node_executions(open_store(third["metadata"]["uri"]), "penguin", third["run_id"])
     assert {name: execs[name].last_known_state for name in NODES} == {
@@ -193,7 +193,7 @@ def test_signature_verdict_and_pushed_model_properties_in_mlmd(runs):
     tmp, first, *_ = runs
     from ml_metadata.proto import metadata_store_pb2
 
-    from pipeline.report import node_executions, open_store, output_artifacts
+    from pipeline.app.report import node_executions, open_store, output_artifacts
 
     store = open_store(first["metadata"]["uri"])
     execs = node_executions(store, "penguin", first["run_id"])

@@ -45,9 +45,9 @@ def runs(tmp_path_factory):
 
 
 def _up_to_date_verdict(overlay):
+    from pipeline.app.report import open_store
+    from pipeline.app.up_to_date import check, input_fingerprint
     from pipeline.config import load_config
-    from pipeline.report import open_store
-    from pipeline.up_to_date import check, input_fingerprint
 
     cfg = load_config("local", overlay)
     return check(cfg, input_fingerprint(cfg, 2), open_store(cfg.resolved_metadata_path))
@@ -62,7 +62,7 @@ def test_a_release_operation_sends_the_next_run_through_tfx(runs):
 
 
 def _store_and_execs(result):
-    from pipeline.report import node_executions, open_store
+    from pipeline.app.report import node_executions, open_store
 
     store = open_store(result["metadata"]["uri"])
     return store, node_executions(store, "penguin", result["run_id"])
@@ -114,7 +114,7 @@ def test_allowed_breaking_change_is_released_with_its_reason(runs):
     assert record["notes"] == {"breaking_change_reason": REASON}
 
     store, execs = _store_and_execs(allowed)
-    from pipeline.report import output_artifacts
+    from pipeline.app.report import output_artifacts
 
     [verdict] = output_artifacts(store, execs["SignatureValidator"].id)
     report = json.loads(open(f"{verdict.uri}/report.json").read())

@@ -16,9 +16,9 @@ from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
 from components.pusher.component import keep_contract  # noqa: E402
-from components.release import read_state, release_version  # noqa: E402
+from components.serving import read_state, release_version  # noqa: E402
+from components.serving.contract import read_contract_file  # noqa: E402
 from components.signature.component import SignatureValidator  # noqa: E402
-from components.signature.contract import read_contract_file  # noqa: E402
 from components.signature.validate import probe_model  # noqa: E402
 from components.trainer.run_fn import train_and_export  # noqa: E402
 from pipeline.config import config_to_dict, load_config  # noqa: E402

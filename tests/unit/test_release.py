@@ -17,7 +17,8 @@ from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from components.release import (
+from components.metadata.release_operations import EXECUTION_TYPE, open_store
+from components.serving import (
     BatchingParametersError,
     InvalidNameError,
     ReleaseError,
@@ -42,7 +43,6 @@ from components.release import (
     validate_model_name,
     write_batching_parameters,
 )
-from components.release.lineage import EXECUTION_TYPE, open_store
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DAY = dt.datetime(2024, 5, 20, 12, 0, tzinfo=dt.timezone.utc)
@@ -251,7 +251,7 @@ def test_identical_model_is_not_released_twice(tmp_path, base, watch):
 
 
 def test_an_interrupted_release_is_completed_by_releasing_the_same_model(tmp_path, base):
-    from components.pusher import ServingDir
+    from components.serving import ServingDir
 
     model = make_model(tmp_path, "m", 1)
     ServingDir(str(base)).push(model)  # pushed, but no record, no labels (as if killed)
@@ -281,7 +281,7 @@ def test_release_refuses_bad_fields_and_another_model(tmp_path, base):
 
 
 def test_record_release_of_a_pushed_version(tmp_path, base):
-    from components.pusher import ServingDir
+    from components.serving import ServingDir
 
     pushed = ServingDir(str(base)).push(make_model(tmp_path, "m", 1))
     rec = record_release(
@@ -544,7 +544,7 @@ def test_operations_are_recorded_in_mlmd_linked_to_the_pushed_model(tmp_path, ba
 
 def test_mlmd_import_does_not_pull_tensorflow():
     code = (
-        "import sys, ml_metadata, components.release.lineage as l; "
+        "import sys, ml_metadata, components.metadata.release_operations as l; "
         "from ml_metadata.metadata_store import metadata_store; "
         "assert not {'tensorflow', 'tfx', 'apache_beam'} & set(sys.modules), 'heavy import'"
     )
@@ -644,7 +644,7 @@ def test_cli_bad_config_is_a_one_line_error(tmp_path):
 
 def test_release_package_does_not_import_tensorflow():
     code = (
-        "import sys, components.release, pipeline.release_cli; "
+        "import sys, components.serving, pipeline.release_cli; "
         "assert not {'tensorflow', 'tfx', 'apache_beam', 'ml_metadata'} & set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
@@ -668,7 +668,7 @@ def test_version_directories_are_never_touched_by_operations(tmp_path, base):
 
 
 def test_release_notes_are_kept_in_the_record(tmp_path):
-    from components.release import read_releases, release_version
+    from components.serving import read_releases, release_version
 
     model = tmp_path / "model"
     model.mkdir()

@@ -23,8 +23,14 @@ import time
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from components.pusher import model_content_hash
-from components.release import list_releases, promote, read_releases, read_state, release_version
+from components.serving import (
+    list_releases,
+    model_content_hash,
+    promote,
+    read_releases,
+    read_state,
+    release_version,
+)
 
 # spawn, not fork: other tests in the session may have loaded TensorFlow's threads.
 CTX = multiprocessing.get_context("spawn")
@@ -151,7 +157,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {repo!r})
-    from components.release import release_version
+    from components.serving import release_version
     print("ready", flush=True)
     start = time.perf_counter()
     release_version(

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from components.pusher import PushError, PushResult, ServingDir, model_content_hash, serving_dir
+from components.serving import PushError, PushResult, ServingDir, model_content_hash
+from components.serving import versions as serving_dir
 
 # spawn, not fork: other tests in the session may have loaded TensorFlow's threads.
 CTX = multiprocessing.get_context("spawn")

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from components.signature.contract import (
+from components.serving.contract import (
     CONTRACT_FILE,
     Contract,
     ContractError,

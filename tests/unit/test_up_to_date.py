@@ -13,9 +13,9 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from pipeline.app.report import open_store
+from pipeline.app.up_to_date import check, input_fingerprint, save_record, source_fingerprint
 from pipeline.config import load_config
-from pipeline.report import open_store
-from pipeline.up_to_date import check, input_fingerprint, save_record, source_fingerprint
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = "20260101T000000-aaaaaa"

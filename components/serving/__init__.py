@@ -5,23 +5,34 @@ Pure standard library plus protobuf (and ``ml_metadata`` when an operation is re
 TensorFlow, TFX or Beam, so the ``pipeline release`` commands answer at once.
 """
 
-from components.release.batching import (
+from components.metadata.release_operations import EXECUTION_TYPE, OperationRecord, record_operation
+from components.serving.batching import (
     BATCHING_FILE,
     BatchingParametersError,
     batching_parameters_text,
     parse_batching_parameters,
     write_batching_parameters,
 )
-from components.release.errors import InvalidNameError, ReleaseError, ReleaseRefused
-from components.release.lineage import EXECUTION_TYPE, OperationRecord, record_operation
-from components.release.names import (
+from components.serving.errors import InvalidNameError, ReleaseError, ReleaseRefused
+from components.serving.labels import LABELS_FILE, LabelState, read_state
+from components.serving.models_config import (
+    MODELS_CONFIG_FILE,
+    ServingState,
+    apply_serving_state,
+    check_label_rule,
+    label_move_steps,
+    models_config_text,
+    parse_models_config,
+    read_models_config,
+)
+from components.serving.names import (
     Tag,
     make_tag,
     parse_tag,
     validate_channel,
     validate_model_name,
 )
-from components.release.operations import (
+from components.serving.operations import (
     ROUTING_FILE,
     Listing,
     OperationResult,
@@ -33,18 +44,13 @@ from components.release.operations import (
     rollback,
     set_traffic,
 )
-from components.release.records import RELEASES_DIR, Release, read_releases, record_release
-from components.release.serving_config import (
-    MODELS_CONFIG_FILE,
-    ServingState,
-    apply_serving_state,
-    check_label_rule,
-    label_move_steps,
-    models_config_text,
-    parse_models_config,
-    read_models_config,
+from components.serving.records import RELEASES_DIR, Release, read_releases, record_release
+from components.serving.versions import (
+    PushError,
+    PushResult,
+    ServingDir,
+    model_content_hash,
 )
-from components.release.state import LABELS_FILE, LabelState, read_state
 
 __all__ = [
     "BATCHING_FILE",
@@ -54,6 +60,10 @@ __all__ = [
     "RELEASES_DIR",
     "ROUTING_FILE",
     "BatchingParametersError",
+    "PushError",
+    "PushResult",
+    "ServingDir",
+    "model_content_hash",
     "InvalidNameError",
     "LabelState",
     "Listing",

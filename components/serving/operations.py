@@ -35,17 +35,26 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from components.pusher.serving_dir import TMP_PREFIX, PushError, ServingDir, write_atomically
-from components.release.batching import (
+from components.metadata.release_operations import (
+    OperationRecord,
+    RecordedOperation,
+    record_operation,
+)
+from components.serving.batching import (
     BATCHING_FILE,
     BatchingParametersError,
     batching_parameters_text,
 )
-from components.release.errors import ReleaseError, ReleaseRefused
-from components.release.files import write_json
-from components.release.lineage import OperationRecord, RecordedOperation, record_operation
-from components.release.names import parse_tag, validate_channel, validate_model_name
-from components.release.records import (
+from components.serving.errors import ReleaseError, ReleaseRefused
+from components.serving.files import write_json
+from components.serving.labels import LABELS, LabelState, read_state, write_state
+from components.serving.models_config import (
+    ServingState,
+    apply_serving_state,
+    read_models_config,
+)
+from components.serving.names import parse_tag, validate_channel, validate_model_name
+from components.serving.records import (
     Release,
     check_model_name,
     find_release,
@@ -54,12 +63,7 @@ from components.release.records import (
     record_path,
     validate_release_fields,
 )
-from components.release.serving_config import (
-    ServingState,
-    apply_serving_state,
-    read_models_config,
-)
-from components.release.state import LABELS, LabelState, read_state, write_state
+from components.serving.versions import TMP_PREFIX, PushError, ServingDir, write_atomically
 
 __all__ = [
     "ROUTING_FILE",
@@ -257,7 +261,7 @@ def _record(
     )
     try:
         return record_operation(metadata_path, record, pipeline_name)
-    except ReleaseError as e:
+    except MetadataError as e:
         raise ReleaseError(f"{operation} was applied, but not recorded in ML Metadata: {e}") from e
 
 

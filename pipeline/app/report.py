@@ -7,8 +7,8 @@ import os
 from typing import Any
 
 from components.evaluator.metrics import overall_metrics
+from pipeline.app.run_result import ComponentRun
 from pipeline.config import PipelineConfig
-from pipeline.run_result import ComponentRun
 
 # MLMD execution states (metadata_store_pb2.Execution.State).
 STATES = {0: "unknown", 1: "new", 2: "running", 3: "succeeded", 4: "failed", 5: "cached",

@@ -21,7 +21,7 @@ from google.protobuf import (
     wrappers_pb2,
 )
 
-from components.pusher.serving_dir import ServingDir, write_atomically
+from components.serving.versions import ServingDir, write_atomically
 
 __all__ = [
     "BATCHING_FILE",

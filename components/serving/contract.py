@@ -33,7 +33,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.pusher.serving_dir import ServingDir, write_atomically
+from components.serving.versions import ServingDir, write_atomically
 
 __all__ = [
     "CONTRACT_FILE",

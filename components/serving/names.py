@@ -23,7 +23,7 @@ import datetime as dt
 import re
 from typing import NamedTuple
 
-from components.release.errors import InvalidNameError
+from components.serving.errors import InvalidNameError
 
 __all__ = ["Tag", "make_tag", "parse_tag", "validate_channel", "validate_model_name"]
 

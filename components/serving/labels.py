@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.release.errors import ReleaseError
-from components.release.files import read_json, write_json
+from components.serving.errors import ReleaseError
+from components.serving.files import read_json, write_json
 
 __all__ = ["LABELS", "LABELS_FILE", "LabelState", "read_state", "write_state"]
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from components.pusher.serving_dir import write_atomically
-from components.release.errors import ReleaseError
+from components.serving.errors import ReleaseError
+from components.serving.versions import write_atomically
 
 __all__ = [
     "MODELS_CONFIG_FILE",

@@ -18,11 +18,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from components.pusher.serving_dir import TMP_PREFIX, ServingDir
-from components.release.errors import ReleaseError, ReleaseRefused
-from components.release.files import read_json, write_json
-from components.release.names import make_tag, validate_channel, validate_model_name
-from components.release.state import read_state
+from components.serving.errors import ReleaseError, ReleaseRefused
+from components.serving.files import read_json, write_json
+from components.serving.labels import read_state
+from components.serving.names import make_tag, validate_channel, validate_model_name
+from components.serving.versions import TMP_PREFIX, ServingDir
 
 __all__ = [
     "RELEASES_DIR",

@@ -18,10 +18,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.release.errors import ReleaseError
-
 __all__ = [
     "EXECUTION_TYPE",
+    "MetadataError",
     "OperationRecord",
     "RecordedOperation",
     "find_pushed_models",
@@ -72,6 +71,10 @@ class RecordedOperation:
     context_id: int | None
 
 
+class MetadataError(RuntimeError):
+    """ML Metadata cannot be opened or written; the message names the store."""
+
+
 _STRING_PROPERTIES = (
     "operation", "model_name", "base_path", "tag", "actor", "reason", "timestamp", "details",
 )
@@ -81,7 +84,7 @@ def open_store(metadata_path: str) -> Any:
     """A ``MetadataStore`` on the SQLite file ``metadata_path``, created if missing.
 
     Raises:
-        ReleaseError: the store cannot be opened (naming the file).
+        MetadataError: the store cannot be opened (naming the file).
     """
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
@@ -94,7 +97,7 @@ def open_store(metadata_path: str) -> Any:
         os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
         return metadata_store.MetadataStore(config)
     except Exception as e:  # MLMD raises its own error types and RuntimeError from C++
-        raise ReleaseError(f"cannot open ML Metadata store {metadata_path}: {e}") from e
+        raise MetadataError(f"cannot open ML Metadata store {metadata_path}: {e}") from e
 
 
 def find_pushed_models(store: Any, base_path: str, version: int) -> list[Any]:
@@ -153,7 +156,7 @@ def record_operation(
         The ids written.
 
     Raises:
-        ReleaseError: the store cannot be opened or written (naming the file).
+        MetadataError: the store cannot be opened or written (naming the file).
     """
     from ml_metadata.proto import metadata_store_pb2
 
@@ -203,8 +206,8 @@ def record_operation(
                     [], [metadata_store_pb2.Association(context_id=context_id,
                                                         execution_id=execution_id)]
                 )
-    except ReleaseError:
+    except MetadataError:
         raise
     except Exception as e:  # MLMD's errors, SQLite's
-        raise ReleaseError(f"cannot record {record.operation} in {metadata_path}: {e}") from e
+        raise MetadataError(f"cannot record {record.operation} in {metadata_path}: {e}") from e
     return RecordedOperation(execution_id, tuple(a.id for a in artifacts), context_id)

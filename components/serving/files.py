@@ -6,8 +6,8 @@ import json
 import os
 from typing import Any
 
-from components.pusher.serving_dir import write_atomically
-from components.release.errors import ReleaseError
+from components.serving.errors import ReleaseError
+from components.serving.versions import write_atomically
 
 __all__ = ["read_json", "write_json"]
 

@@ -145,7 +145,7 @@ def state_fingerprint(cfg: PipelineConfig, store) -> dict[str, str]:
 
 def run_outputs(cfg: PipelineConfig, store, run_id: str) -> list[str]:
     """URIs of the output artifacts of run `run_id`'s executions."""
-    from pipeline.report import node_executions, output_artifacts
+    from pipeline.app.report import node_executions, output_artifacts
 
     uris = []
     for execution in node_executions(store, cfg.pipeline_name, run_id).values():
