@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from components.metadata.release_operations import (
+    MetadataError,
     OperationRecord,
     RecordedOperation,
     record_operation,
