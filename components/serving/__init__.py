@@ -5,7 +5,7 @@ Pure standard library plus protobuf (and ``ml_metadata`` when an operation is re
 TensorFlow, TFX or Beam, so the ``pipeline release`` commands answer at once.
 """
 
-from components.metadata.release_operations import EXECUTION_TYPE, OperationRecord, record_operation
+from components.metadata import EXECUTION_TYPE, OperationRecord, record_operation
 from components.serving.batching import (
     BATCHING_FILE,
     BatchingParametersError,
