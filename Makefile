@@ -14,12 +14,14 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# Everything but the end-to-end pipeline runs.
+# Unit tests only: no pipeline runs, no training, no killed processes (under 2 minutes).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e and not slow"
 
+# Style, then the layer contracts (pyproject.toml [tool.importlinter]).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 bench: setup
 	$(BIN)/python bench/e2e.py

@@ -27,11 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from components.tf_process import prepare_tf_process  # noqa: E402
+
+prepare_tf_process()  # before anything imports TensorFlow
 TARGET = 0.9
 
 

@@ -32,11 +32,11 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from components.tf_process import prepare_tf_process  # noqa: E402
+
+prepare_tf_process()  # before anything imports TensorFlow
 EPOCH_LINE = re.compile(r"^\[worker 0\] epoch (\d+)/(\d+) done")
 
 
@@ -67,7 +67,7 @@ def ensure_data(root: Path, examples: int, files: int, seed: int):
 
 def run_setup(tmp: Path, workers: int, args, data) -> dict:
     from components.trainer.launcher import run_local_workers
-    from pipeline.build import trainer_custom_config
+    from components.trainer.settings import TrainJob
     from pipeline.config import load_config
 
     train, evals, schema = data
@@ -84,14 +84,12 @@ def run_setup(tmp: Path, workers: int, args, data) -> dict:
     })
     out = tmp / f"workers-{workers}"
     out.mkdir()
-    spec = {
-        "train_files": train, "eval_files": evals, "schema_path": schema,
-        "serving_model_dir": str(out / "serving"), "config": trainer_custom_config(cfg),
-        "train_steps": train_steps, "eval_steps": args.eval_steps,
-        "backup_dir": None,
-    }
     job = out / "job.json"
-    job.write_text(json.dumps(spec))
+    TrainJob(
+        train_files=train, eval_files=evals, schema_path=schema,
+        serving_model_dir=str(out / "serving"), model=cfg.model, trainer=cfg.trainer,
+        train_steps=train_steps, eval_steps=args.eval_steps,
+    ).write(str(job))
 
     epochs: dict[int, float] = {}
     last: list[str] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -50,11 +49,12 @@ def span_input_patterns(cfg: PipelineConfig, span: int) -> list[str]:
 
 
 def trainer_custom_config(cfg: PipelineConfig) -> dict[str, Any]:
-    return {
-        "model": dataclasses.asdict(cfg.model),
-        "trainer": dataclasses.asdict(cfg.trainer),
-        "code_fingerprint": code_fingerprint(),
-    }
+    """The Trainer's `custom_config`: the settings `run_fn` rebuilds (TrainerCustomConfig)."""
+    from components.trainer.settings import TrainerCustomConfig
+
+    return TrainerCustomConfig(
+        model=cfg.model, trainer=cfg.trainer, code_fingerprint=code_fingerprint()
+    ).model_dump()
 
 
 def build_pipeline(
@@ -94,13 +94,13 @@ def build_pipeline(
 
     from components.data_validation.component import DataValidationGate
     from components.evaluator.baseline import BaselineBeforeCandidateStrategy
-    from components.evaluator.eval_config import EvalConfigError, Threshold, build_eval_config
+    from components.evaluator.eval_config import EvalConfigError, build_eval_config
     from components.pusher.component import ServingPusher
     from components.signature.component import SignatureValidator
     from components.trainer.features import FeatureSpecError, load_schema, select_features
 
     schema_path = os.path.abspath(cfg.data.schema)
-    where = cfg.sources[-1] if cfg.sources else "<config>"
+    where = cfg.where
     try:
         select_features(load_schema(schema_path), cfg.model.label, cfg.model.features,
                         cfg.model.task)
@@ -170,7 +170,7 @@ def build_pipeline(
             task=cfg.model.task,
             metrics=cfg.evaluator.metrics,
             slices=cfg.evaluator.slices,
-            thresholds=[Threshold(**dataclasses.asdict(t)) for t in cfg.evaluator.thresholds],
+            thresholds=cfg.evaluator.thresholds,
         )
     except EvalConfigError as e:
         raise ConfigError(f"{where}: evaluator: {e}") from None
@@ -189,7 +189,7 @@ def build_pipeline(
         baseline_model=baseline.outputs["model"],
         base_path=base_path,
         contract_json=(
-            json.dumps(dataclasses.asdict(validation.contract), sort_keys=True)
+            json.dumps(validation.contract.model_dump(), sort_keys=True)
             if validation.contract is not None else ""
         ),
         allow_breaking_reason=(

@@ -67,7 +67,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(str(e), args.json)
 
-    from runners.local import run_local
+    from pipeline.app.run import run_pipeline
+    from runners import local  # the only runner today; Airflow and Kubeflow stand beside it
 
     shown: set[str] = set()
 
@@ -80,7 +81,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if not args.json:
         print(f"pipeline {cfg.pipeline_name}: data {cfg.data.root}, profile {args.profile}")
-    result = run_local(cfg, on_progress=None if args.json else show, full=args.full)
+    result = run_pipeline(cfg, local.run, on_progress=None if args.json else show,
+                          full=args.full)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0 if result.status == "succeeded" else 1

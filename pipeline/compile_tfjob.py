@@ -3,8 +3,9 @@
 Each worker pod runs the trainer's worker entrypoint (``python -m components.trainer.worker
 JOB.json``); the TFJob operator gives every pod a ``TF_CONFIG`` naming the ``Worker`` replicas
 (worker 0 is the chief, which is what ``components/trainer/cluster.py`` expects: no separate
-chief job). The job file is the one ``components.trainer.run_fn.job_spec`` writes; it must be
-readable inside the container (the worker opens it as a local path), e.g. a mounted ConfigMap.
+chief job). The job file is a ``TrainJob`` as JSON (``components/trainer/settings.py``), as the
+Trainer writes it to ``job.json`` in its run directory; it must be readable inside the container
+(the worker opens it as a local path), e.g. a mounted ConfigMap.
 
 Importing this module is cheap (argparse and re): the CLI registers the command from it, and
 rendering needs only the configuration and PyYAML, never TensorFlow.
@@ -18,6 +19,8 @@ import os
 import re
 import sys
 from typing import Any
+
+from components.tf_process import LEGACY_KERAS_ON, LEGACY_KERAS_VAR
 
 DEFAULT_IMAGE = "tfx-pipeline:latest"
 DEFAULT_JOB_SPEC = "/etc/tfx-pipeline/job.json"
@@ -113,7 +116,7 @@ def render_tfjob(
         "command": ["python", "-m", "components.trainer.worker", job_spec_uri],
         "env": [
             # Keras 2: MultiWorkerMirroredStrategy fails with Keras 3 on this stack.
-            {"name": "TF_USE_LEGACY_KERAS", "value": "1"},
+            {"name": LEGACY_KERAS_VAR, "value": LEGACY_KERAS_ON},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
         "ports": [{"containerPort": TFJOB_PORT, "name": TFJOB_PORT_NAME}],

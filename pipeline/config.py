@@ -2,22 +2,28 @@
 
 A profile (``pipeline/profiles/<name>.yaml``) is a complete configuration; ``--config FILE``
 is merged on top of it key by key, and command-line flags on top of that. Every key is checked
-against the dataclasses below: an unknown key, a wrong type or a value outside its choices is a
-``ConfigError`` naming the file, the dotted key and what was expected.
+against the sections below (pydantic models, components/typed_config.py): an unknown key, a
+wrong type or a value outside its choices is a ``ConfigError`` naming the file, the dotted key
+and what was expected. The trainer's and the evaluator's sections are defined by those
+components (components/trainer/settings.py, components/evaluator/eval_config.py), which rebuild
+them from what the pipeline hands them: their defaults are written there, once.
 
 Relative paths are resolved against the working directory when the pipeline is built.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
+import functools
 import os
-import types
-import typing
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr
+
+from components.evaluator.eval_config import Threshold
+from components.trainer.settings import ModelConfig, TrainerConfig
+from components.typed_config import ConfigDataError, ConfigModel, parse
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "local"
@@ -27,94 +33,41 @@ class ConfigError(ValueError):
     """A configuration file or value is wrong; the message names the file and the key."""
 
 
-@dataclass
-class SplitsConfig:
+class SplitsConfig(ConfigModel):
     # folders: the data already has Split-<name>/ folders; hash: one folder, split by hash buckets.
     mode: Literal["folders", "hash"] = "folders"
-    folders: dict[str, str] = field(
+    folders: dict[str, str] = Field(
         default_factory=lambda: {"train": "Split-train", "eval": "Split-eval"}
     )
-    hash_buckets: dict[str, int] = field(default_factory=lambda: {"train": 4, "eval": 1})
+    hash_buckets: dict[str, int] = Field(default_factory=lambda: {"train": 4, "eval": 1})
 
 
-@dataclass
-class DataConfig:
-    root: str = "data/penguins"
-    # Folder of one span under root; {SPAN} is ImportExampleGen's span placeholder.
-    span_pattern: str = "span-{SPAN}"
-    # None: the latest span found under root.
-    span: int | None = None
-    file_pattern: str = "*.tfrecord.gz"
-    schema: str = "data/schema/schema.pbtxt"
-    splits: SplitsConfig = field(default_factory=SplitsConfig)
+# `schema` is also the name of BaseModel's deprecated schema() method: pydantic warns that the
+# field shadows it, which is harmless (the field wins; nothing here calls schema()).
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
+
+    class DataConfig(ConfigModel):
+        root: str = "data/penguins"
+        # Folder of one span under root; {SPAN} is ImportExampleGen's span placeholder.
+        span_pattern: str = "span-{SPAN}"
+        # None: the latest span found under root.
+        span: int | None = None
+        file_pattern: str = "*.tfrecord.gz"
+        schema: str = "data/schema/schema.pbtxt"
+        splits: SplitsConfig = Field(default_factory=SplitsConfig)
 
 
-@dataclass
-class ModelConfig:
-    label: str = "label"
-    # None: every feature of the schema but the label.
-    features: list[str] | None = None
-    task: Literal["multiclass", "binary", "regression"] = "multiclass"
-    hidden_units: list[int] = field(default_factory=lambda: [16, 8])
-    # Categorical vocabularies larger than this go through an embedding instead of one-hot.
-    embedding_threshold: int = 20
-    embedding_dim: int = 8
-    # String features with no domain in the schema are hashed into this many buckets.
-    hash_buckets: int = 100
-
-
-@dataclass
-class DistributionConfig:
-    # Local worker processes started on loopback (ignored when TF_CONFIG names a cluster).
-    # trainer.batch_size is per worker: the global batch is batch_size x workers.
-    workers: int = 1
-    # auto: NCCL when GPUs are visible, RING otherwise.
-    communication: Literal["auto", "ring", "nccl"] = "auto"
-    # Restarts of the whole worker group after a worker dies; training resumes from backup.
-    max_restarts: int = 2
-    # Every worker must reach the others within this time, or the run stops with an error.
-    startup_timeout_seconds: float = 120.0
-    # Bound on each collective operation (null: none; the strategy's health checks still run).
-    collective_timeout_seconds: float | None = None
-
-
-@dataclass
-class TrainerConfig:
-    train_steps: int = 500
-    # train_steps are spread over this many epochs (checkpoints are taken between epochs).
-    epochs: int = 3
-    eval_steps: int = 20
-    batch_size: int = 32
-    learning_rate: float = 0.01
-    # Examples read to compute the normalisation of numeric features.
-    normalization_sample: int = 10000
-    seed: int = 42
-    distribution: DistributionConfig = field(default_factory=DistributionConfig)
-
-
-@dataclass
-class ThresholdConfig:
-    metric: str = "sparse_categorical_accuracy"
-    # The candidate is blessed only if metric >= lower_bound (or <= upper_bound) ...
-    lower_bound: float | None = 0.6
-    upper_bound: float | None = None
-    # ... and, when a baseline exists, it is no worse than the baseline by more than this.
-    max_regression: float | None = 0.0
-    higher_is_better: bool = True
-
-
-@dataclass
-class EvaluatorConfig:
-    metrics: list[str] = field(
+class EvaluatorConfig(ConfigModel):
+    metrics: list[str] = Field(
         default_factory=lambda: ["ExampleCount", "SparseCategoricalAccuracy"]
     )
     # Feature keys to slice by; the overall slice is always computed.
-    slices: list[list[str]] = field(default_factory=list)
-    thresholds: list[ThresholdConfig] = field(default_factory=lambda: [ThresholdConfig()])
+    slices: list[list[str]] = Field(default_factory=list)
+    thresholds: list[Threshold] = Field(default_factory=lambda: [Threshold()])
 
 
-@dataclass
-class PusherConfig:
+class PusherConfig(ConfigModel):
     base_path: str = "var/serving/model"
     # The release channel: part of the tag (<channel>-v<N>-<YYYYMMDD>); `canary` and `stable`
     # also label the new version.
@@ -130,32 +83,27 @@ class PusherConfig:
         return self.model_name or pipeline_name
 
 
-@dataclass
-class TensorContractConfig:
+class TensorContractConfig(ConfigModel):
     dtype: str = ""
     # null: any rank; a null dimension: any size.
     shape: list[int | None] | None = None
 
 
-@dataclass
-class SignatureContractConfig:
-    inputs: dict[str, TensorContractConfig] = field(default_factory=dict)
-    outputs: dict[str, TensorContractConfig] = field(default_factory=dict)
+class SignatureContractConfig(ConfigModel):
+    inputs: dict[str, TensorContractConfig] = Field(default_factory=dict)
+    outputs: dict[str, TensorContractConfig] = Field(default_factory=dict)
 
 
-@dataclass
-class ContractConfig:
-    signatures: dict[str, SignatureContractConfig] = field(default_factory=dict)
+class ContractConfig(ConfigModel):
+    signatures: dict[str, SignatureContractConfig] = Field(default_factory=dict)
 
 
-@dataclass
-class AllowBreakingChangeConfig:
+class AllowBreakingChangeConfig(ConfigModel):
     # Why clients may break; recorded in the verdict, on the PushedModel and in contract.json.
     reason: str = ""
 
 
-@dataclass
-class ValidationConfig:
+class ValidationConfig(ConfigModel):
     # The serving contract (null: the one kept in <pusher.base_path>/contract.json, set by the
     # first release).
     contract: ContractConfig | None = None
@@ -165,30 +113,42 @@ class ValidationConfig:
     sample_size: int = 64
 
 
-@dataclass
-class BeamConfig:
+class BeamConfig(ConfigModel):
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
     direct_num_workers: int = 1
-    extra_args: list[str] = field(default_factory=list)
+    extra_args: list[str] = Field(default_factory=list)
 
 
-@dataclass
-class PipelineConfig:
+class PipelineConfig(ConfigModel):
     pipeline_name: str = "tfx-pipeline"
     # pipeline_root/ and metadata.sqlite live here unless set explicitly.
     work_dir: str = "var"
     pipeline_root: str | None = None
     metadata_path: str | None = None
     enable_cache: bool = True
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
-    pusher: PusherConfig = field(default_factory=PusherConfig)
-    validation: ValidationConfig = field(default_factory=ValidationConfig)
-    beam: BeamConfig = field(default_factory=BeamConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    evaluator: EvaluatorConfig = Field(default_factory=EvaluatorConfig)
+    pusher: PusherConfig = Field(default_factory=PusherConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    beam: BeamConfig = Field(default_factory=BeamConfig)
     # Where the configuration came from, for messages; not a YAML key.
-    sources: list[str] = field(default_factory=list, metadata={"internal": True})
+    _sources: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def sources(self) -> list[str]:
+        """The layers this configuration was read from, profile first ("command line" last)."""
+        return self._sources
+
+    @sources.setter
+    def sources(self, value: list[str]) -> None:
+        self._sources = list(value)
+
+    @property
+    def where(self) -> str:
+        """The layer to name in a message about a rule: the last one read ("<config>": none)."""
+        return self.sources[-1] if self.sources else "<config>"
 
     @property
     def resolved_pipeline_root(self) -> str:
@@ -200,7 +160,7 @@ class PipelineConfig:
 
     def validate(self) -> None:
         """Checks rules that span several keys; raises ConfigError naming the last source."""
-        where = self.sources[-1] if self.sources else "<config>"
+        where = self.where
         if self.model.features is not None and not self.model.features:
             raise ConfigError(
                 f"{where}: model.features: empty; list feature names, or null for every "
@@ -258,7 +218,6 @@ class PipelineConfig:
                     "or max_regression"
                 )
 
-
     def _validate_release(self, where: str) -> None:
         """Rules of the pusher and validation sections (names, batching, contract)."""
         from components.serving.batching import BatchingParametersError, batching_parameters_text
@@ -294,114 +253,12 @@ class PipelineConfig:
             )
         if v.contract is not None:
             try:
-                Contract.from_json(dataclasses.asdict(v.contract), "validation.contract")
+                Contract.from_json(v.contract.model_dump(), "validation.contract")
             except ContractError as e:
                 raise ConfigError(f"{where}: {e}") from None
 
 
 # --- loading -------------------------------------------------------------------------------
-
-
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
-    if origin is dict:
-        k, v = typing.get_args(tp)
-        return f"a mapping of {_describe(k)} to {_describe(v)}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number",
-            str: "a string"}.get(tp, str(tp))
-
-
-def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
-    """Converts a parsed YAML value to type `tp`, or raises ConfigError naming `key`."""
-
-    def fail() -> typing.NoReturn:
-        raise ConfigError(f"{where}: {key}: expected {_describe(tp)}, got {value!r}")
-
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key, where)
-            except ConfigError:
-                continue
-        fail()
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            fail()
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            fail()
-        (item_tp,) = typing.get_args(tp)
-        return [_convert(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            fail()
-        k_tp, v_tp = typing.get_args(tp)
-        return {
-            _convert(k, k_tp, key, where): _convert(v, v_tp, f"{key}.{k}", where)
-            for k, v in value.items()
-        }
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            fail()
-        return _build(tp, value, key, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            fail()
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            fail()
-        return value
-    if tp is float:
-        # PyYAML (YAML 1.1) reads 1e-3 as a string: accept what float() reads.
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                fail()
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            fail()
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            fail()
-        return value
-    fail()
-
-
-def _fields(cls: type) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = _fields(cls)
-    kwargs = {}
-    for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(
-                f"{where}: {dotted}: unknown key{hint}; expected one of: {', '.join(known)}"
-            )
-        kwargs[key] = _convert(value, hints[key], dotted, where)
-    return cls(**kwargs)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -414,6 +271,28 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.cache
+def _yaml_loader() -> type:
+    """PyYAML's safe loader, reading exponent floats such as ``1e-3`` as YAML 1.2 does.
+
+    PyYAML implements YAML 1.1, where a float needs a dot and a signed exponent (``1.0e-3``),
+    so ``1e-3`` would be the string '1e-3' and be refused where a number is expected.
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+        list("-+0123456789."),
+    )
+    return Loader
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
@@ -424,7 +303,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -471,16 +350,21 @@ def load_config(
     for i, (name, layer) in enumerate(layers):
         # Check each layer on its own so that the error names the file that holds the bad key,
         # then the merge so far: a rule broken only now is broken by this layer.
-        _build(PipelineConfig, layer, "", name)
+        _parse(layer, name)
         merged = _merge(merged, layer)
-        cfg = _build(PipelineConfig, merged, "", name)
+        cfg = _parse(merged, name)
         cfg.sources = [n for n, _ in layers[: i + 1]]
         cfg.validate()
     return cfg
 
 
+def _parse(data: dict[str, Any], where: str) -> PipelineConfig:
+    try:
+        return parse(PipelineConfig, data)
+    except ConfigDataError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
 def config_to_dict(cfg: PipelineConfig) -> dict[str, Any]:
     """The configuration as plain data (what a YAML file would hold)."""
-    data = dataclasses.asdict(cfg)
-    data.pop("sources", None)
-    return data
+    return cfg.model_dump()

@@ -35,11 +35,13 @@ print("OK replicas", strategy.num_replicas_in_sync, "keras", keras.__version__)
 
 def run(legacy: bool) -> str:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from components.tf_process import LEGACY_KERAS_VAR, LOG_LEVEL_QUIET, LOG_LEVEL_VAR
     from components.trainer.cluster import free_loopback_ports, local_tf_configs
 
     configs = local_tf_configs(free_loopback_ports(2))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env["TF_USE_LEGACY_KERAS"] = "1" if legacy else "0"
+    # Not tf_child_env: that always switches Keras 2 on, and this compares both Keras.
+    env = {**os.environ, LOG_LEVEL_VAR: LOG_LEVEL_QUIET}
+    env[LEGACY_KERAS_VAR] = "1" if legacy else "0"
     procs = [subprocess.Popen([sys.executable, "-c", WORKER], env={**env, "TF_CONFIG": c},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for c in configs]

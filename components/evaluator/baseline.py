@@ -30,9 +30,10 @@ import os
 
 from tfx.dsl.components.common.resolver import ResolverStrategy
 
+from components.metadata import get_models_released_as
+
 BLESSED = "blessed"
 CURRENT_MODEL_ID = "current_model_id"
-PUSHER_MODEL_INPUT = "model"
 
 
 def pick_baseline(candidate_ids: list[int], models: list, blessings: list) -> tuple:
@@ -75,27 +76,6 @@ def stable_versions(base_path: str) -> list[int]:
     return list(dict.fromkeys(ordered))
 
 
-def models_released_as(store, base_path: str, version: int) -> set[int]:
-    """Ids of the Model artifacts whose push produced ``version`` of ``base_path``."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    from components.metadata.release_operations import find_pushed_models
-
-    pushed = find_pushed_models(store, base_path, version)
-    if not pushed:
-        return set()
-    events = store.get_events_by_artifact_ids([a.id for a in pushed])
-    executions = {e.execution_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT}
-    if not executions:
-        return set()
-    return {
-        e.artifact_id
-        for e in store.get_events_by_execution_ids(sorted(executions))
-        if e.type == metadata_store_pb2.Event.INPUT
-        and e.path.steps and e.path.steps[0].key == PUSHER_MODEL_INPUT
-    }
-
-
 def pick_stable_baseline(store, base_path: str, candidate_ids: list[int], models: list,
                          blessings: list) -> tuple:
     """(the Model released as the newest stable version older than the candidates, its blessing
@@ -105,8 +85,9 @@ def pick_stable_baseline(store, base_path: str, candidate_ids: list[int], models
     oldest_candidate = min(candidate_ids) if candidate_ids else None
     by_id = {m.id: m for m in models}
     for version in stable_versions(base_path):
-        ids = [i for i in models_released_as(store, base_path, version)
-               if i in by_id and (oldest_candidate is None or i < oldest_candidate)]
+        released = get_models_released_as(store, base_path, version)
+        ids = [m.id for m in released
+               if m.id in by_id and (oldest_candidate is None or m.id < oldest_candidate)]
         if ids:
             # The same content may have been released by several identical models: the first.
             model = by_id[min(ids)]

@@ -1,24 +1,30 @@
-"""The TFMA EvalConfig, built from plain config values."""
+"""The TFMA EvalConfig, built from the evaluator's settings.
+
+`Threshold` is both a YAML section (`evaluator.thresholds[i]` of the pipeline config) and what
+`build_eval_config` reads: one type, its defaults written once.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from components.trainer.model import PREDICTION, PROBABILITIES
+from components.typed_config import ConfigModel
 
 
 class EvalConfigError(ValueError):
     """A metric or threshold that TFMA cannot compute; the message names it."""
 
 
-@dataclass(frozen=True)
-class Threshold:
-    metric: str
-    lower_bound: float | None = None
+class Threshold(ConfigModel):
+    # A metric class (as in evaluator.metrics) or the key it is reported under.
+    metric: str = "sparse_categorical_accuracy"
+    # The candidate is blessed only if metric >= lower_bound (or <= upper_bound) ...
+    lower_bound: float | None = 0.6
     upper_bound: float | None = None
-    # The candidate may be worse than the baseline by at most this much (absolute).
-    max_regression: float | None = None
+    # ... and, when a baseline exists, it is no worse than the baseline by more than this
+    # (absolute).
+    max_regression: float | None = 0.0
     higher_is_better: bool = True
 
 

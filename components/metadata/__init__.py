@@ -1,24 +1,62 @@
 """The one door to ML Metadata: opening a store and the questions the project asks of it.
 
+- ``store``: ``connection_config`` / ``pipeline_connection_config`` (SQLite file or MySQL) and
+  ``open_store``; failures are ``MetadataError`` naming the store.
+- ``queries``: a run's executions and their states by name, artifacts along events, the
+  PushedModels of a version, the Model released as a version, its release operations, the
+  watermark of the whole store.
+- ``release_operations``: ``record_operation``, one ``ReleaseOperation`` execution per release
+  command.
+
 Imports only ``ml_metadata`` (no TensorFlow), and that lazily.
 """
 
+from components.metadata.queries import (
+    custom_property,
+    execution_state,
+    get_input_artifacts,
+    get_models_released_as,
+    get_output_artifacts,
+    get_pushed_models,
+    get_release_operations,
+    get_run_executions,
+    metadata_watermark,
+)
 from components.metadata.release_operations import (
     EXECUTION_TYPE,
-    MetadataError,
     OperationRecord,
     RecordedOperation,
-    find_pushed_models,
-    open_store,
     record_operation,
+)
+from components.metadata.store import (
+    MetadataError,
+    MySQLSettings,
+    SSLSettings,
+    connection_config,
+    describe_store,
+    open_store,
+    pipeline_connection_config,
 )
 
 __all__ = [
     "EXECUTION_TYPE",
     "MetadataError",
+    "MySQLSettings",
     "OperationRecord",
     "RecordedOperation",
-    "find_pushed_models",
+    "SSLSettings",
+    "connection_config",
+    "custom_property",
+    "describe_store",
+    "execution_state",
+    "get_input_artifacts",
+    "get_models_released_as",
+    "get_output_artifacts",
+    "get_pushed_models",
+    "get_release_operations",
+    "get_run_executions",
+    "metadata_watermark",
     "open_store",
+    "pipeline_connection_config",
     "record_operation",
 ]

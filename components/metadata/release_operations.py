@@ -16,20 +16,30 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from components.metadata.queries import RELEASE_OPERATION_TYPE, get_pushed_models
+from components.metadata.store import (
+    MetadataError,
+    connection_config,
+    describe_store,
+    open_store,
+    redact,
+)
+
+if TYPE_CHECKING:
+    from ml_metadata.proto.metadata_store_pb2 import ConnectionConfig
+
+    from components.metadata.store import MySQLSettings
 
 __all__ = [
     "EXECUTION_TYPE",
-    "MetadataError",
     "OperationRecord",
     "RecordedOperation",
-    "find_pushed_models",
-    "open_store",
     "record_operation",
 ]
 
-EXECUTION_TYPE = "ReleaseOperation"
-PUSHED_MODEL_TYPE = "PushedModel"
+EXECUTION_TYPE = RELEASE_OPERATION_TYPE
 PIPELINE_CONTEXT_TYPE = "pipeline"
 
 
@@ -71,64 +81,9 @@ class RecordedOperation:
     context_id: int | None
 
 
-class MetadataError(RuntimeError):
-    """ML Metadata cannot be opened or written; the message names the store."""
-
-
 _STRING_PROPERTIES = (
     "operation", "model_name", "base_path", "tag", "actor", "reason", "timestamp", "details",
 )
-
-
-def open_store(metadata_path: str) -> Any:
-    """A ``MetadataStore`` on the SQLite file ``metadata_path``, created if missing.
-
-    Raises:
-        MetadataError: the store cannot be opened (naming the file).
-    """
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    sqlite = metadata_store_pb2.SqliteMetadataSourceConfig
-    config.sqlite.connection_mode = sqlite.READWRITE_OPENCREATE
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
-        return metadata_store.MetadataStore(config)
-    except Exception as e:  # MLMD raises its own error types and RuntimeError from C++
-        raise MetadataError(f"cannot open ML Metadata store {metadata_path}: {e}") from e
-
-
-def find_pushed_models(store: Any, base_path: str, version: int) -> list[Any]:
-    """The PushedModel artifacts of ``version`` of ``base_path``, oldest first.
-
-    An artifact matches when its ``pushed_version`` is ``version`` and its
-    ``pushed_destination`` is that version's directory (or the base path itself).
-    """
-    import ml_metadata as mlmd
-
-    base_path = os.path.normpath(os.path.abspath(base_path))
-    try:
-        candidates = store.get_artifacts(
-            list_options=mlmd.ListOptions(
-                filter_query=(
-                    f"type = '{PUSHED_MODEL_TYPE}' AND "
-                    f"custom_properties.pushed_version.int_value = {int(version)}"
-                )
-            )
-        )
-    except mlmd.errors.NotFoundError:
-        return []
-    matches = []
-    for artifact in candidates:
-        destination = artifact.custom_properties.get("pushed_destination")
-        if destination is None or not destination.string_value:
-            continue
-        dest = os.path.normpath(os.path.abspath(destination.string_value))
-        if dest in (base_path, os.path.join(base_path, str(version))):
-            matches.append(artifact)
-    return sorted(matches, key=lambda a: a.id)
 
 
 def _execution_type_id(store: Any) -> int:
@@ -143,12 +98,15 @@ def _execution_type_id(store: Any) -> int:
 
 
 def record_operation(
-    metadata_path: str, record: OperationRecord, pipeline_name: str | None = None
+    metadata_path: str | os.PathLike[str] | MySQLSettings | ConnectionConfig,
+    record: OperationRecord,
+    pipeline_name: str | None = None,
 ) -> RecordedOperation:
     """Record ``record`` as a ``ReleaseOperation`` execution in the store at ``metadata_path``.
 
     Args:
-        metadata_path: SQLite file of the ML Metadata store (created if missing).
+        metadata_path: the ML Metadata store: a SQLite file (created if missing), MySQL
+            settings or a connection config (see ``components.metadata.store``).
         record: the operation.
         pipeline_name: associate the execution with this pipeline's context, if the store has it.
 
@@ -156,11 +114,13 @@ def record_operation(
         The ids written.
 
     Raises:
-        MetadataError: the store cannot be opened or written (naming the file).
+        MetadataError: the store cannot be opened or written (naming it).
     """
     from ml_metadata.proto import metadata_store_pb2
 
-    store = open_store(metadata_path)
+    config = (metadata_path if isinstance(metadata_path, metadata_store_pb2.ConnectionConfig)
+              else connection_config(metadata_path, create=True))
+    store = open_store(config)
     try:
         execution = metadata_store_pb2.Execution(
             type_id=_execution_type_id(store),
@@ -184,7 +144,7 @@ def record_operation(
         artifacts = [
             artifact
             for version in dict.fromkeys(record.linked_versions)
-            for artifact in find_pushed_models(store, record.base_path, version)
+            for artifact in get_pushed_models(store, record.base_path, version)
         ]
         if artifacts:
             store.put_events(
@@ -206,8 +166,9 @@ def record_operation(
                     [], [metadata_store_pb2.Association(context_id=context_id,
                                                         execution_id=execution_id)]
                 )
-    except MetadataError:
-        raise
     except Exception as e:  # MLMD's errors, SQLite's
-        raise MetadataError(f"cannot record {record.operation} in {metadata_path}: {e}") from e
+        raise MetadataError(
+            f"cannot record {record.operation} in {describe_store(config)}: "
+            f"{redact(str(e), config)}"
+        ) from e
     return RecordedOperation(execution_id, tuple(a.id for a in artifacts), context_id)

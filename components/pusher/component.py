@@ -1,9 +1,10 @@
 """TFX adapter of the pusher: no blessing, no push; no signature verdict, no push.
 
 A model blessed by the Evaluator *and* by the signature validator is released into the serving
-base path with ``components.serving.release_version`` (push, tag, release record, labels,
-``models.config``); its contract is then kept in ``<base_path>/contract.json`` if the base path
-had none (the first release), or replaces it when a breaking change was allowed with a reason.
+base path with ``components.serving.release_version``: push, serving contract (from the
+verdict's report: kept by a first release, replaced by an allowed breaking change), labels,
+``models.config`` and release record, in one locked operation. The release's fields become
+custom properties of the PushedModel (``annotate_pushed_model``).
 """
 
 import json
@@ -22,11 +23,10 @@ from tfx.types.standard_artifacts import (
 )
 
 from components.evaluator.metrics import overall_metrics
-from components.serving import Release, release_version
-from components.serving.contract import Contract, write_contract_file
+from components.serving import Release, ReleaseRequest, release_version
+from components.signature.validate import read_verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VERDICT_REPORT = "report.json"
 
 
 def is_blessed(blessing) -> bool:
@@ -49,26 +49,8 @@ def spans_of(examples) -> list:
         "span") else []
 
 
-def read_verdict_report(verdict) -> dict:
-    try:
-        with open(os.path.join(verdict.uri, VERDICT_REPORT)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def keep_contract(base_path: str, report: dict, release: Release) -> None:
-    """Keep the released model's contract as the base path's, as the module docstring says."""
-    contract = (report.get("candidate") or {}).get("contract")
-    if not contract:
-        return
-    allowed = report.get("allowed_breaking_change") or {}
-    write_contract_file(base_path, Contract.from_json(contract, "verdict"), release.version,
-                        allowed.get("reason", ""), replace=bool(allowed))
-
-
-def record_release(pushed_model, release: Release, breaking_reason: str) -> None:
-    """The release's fields as custom properties of the PushedModel artifact."""
+def annotate_pushed_model(pushed_model, release: Release, breaking_reason: str) -> None:
+    """Set the release's fields as custom properties of the PushedModel artifact."""
     pushed_model.set_int_custom_property("pushed", 1)
     pushed_model.set_int_custom_property("pushed_version", release.version)
     pushed_model.set_string_custom_property("pushed_destination", release.path)
@@ -108,17 +90,21 @@ def ServingPusher(  # noqa: N802
     if not is_blessed(signature_verdict):
         reasons = signature_verdict.get_string_custom_property("reasons") or "[]"
         return not_pushed(pushed_model, "signature validation: " + "; ".join(json.loads(reasons)))
-    report = read_verdict_report(signature_verdict)
-    reason = (report.get("allowed_breaking_change") or {}).get("reason", "")
-    release = release_version(
-        base_path, os.path.join(model.uri, "Format-Serving"), model_name, channel,
-        metrics=overall_metrics(evaluation.uri), spans=spans_of(examples),
-        git_commit=git_commit(), blessed=True,
+    verdict = read_verdict(signature_verdict.uri)
+    request = ReleaseRequest(
+        model_dir=os.path.join(model.uri, "Format-Serving"),
+        model_name=model_name,
+        channel=channel,
+        metrics=overall_metrics(evaluation.uri),
+        spans=spans_of(examples),
+        git_commit=git_commit(),
         mlmd_ids={"model": model.id, "model_blessing": model_blessing.id,
                   "signature_verdict": signature_verdict.id, "evaluation": evaluation.id,
                   "examples": examples.id},
+        blessed=True,
         batching=json.loads(batching_json) if batching_json else None,
-        notes={"breaking_change_reason": reason} if reason else None,
+        contract=verdict.contract,
+        breaking_change_reason=verdict.allowed_breaking_reason,
     )
-    keep_contract(base_path, report, release)
-    record_release(pushed_model, release, reason)
+    release = release_version(base_path, request)
+    annotate_pushed_model(pushed_model, release, request.breaking_change_reason)

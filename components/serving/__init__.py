@@ -1,11 +1,24 @@
-"""Releases into a TensorFlow Serving model base path: tags, records, models.config, labels,
-promote, rollback, traffic split, prune, and their ML Metadata records.
+"""The owner of a TensorFlow Serving model base path: every file under it is read and written here.
+
+    <base>/<N>/                    version directories (``versions``: ServingDir.push)
+    <base>/.versions/<N>.json      push metadata; .version_counter; .lock; .tmp-* (``versions``)
+    <base>/.releases/<N>.json      release records (``records``)
+    <base>/contract.json           the serving contract in force (``contract``)
+    <base>/labels.json             labels, stable history, canary share, history (``labels``)
+    <base>/models.config           TF Serving's ModelServerConfig (``models_config``)
+    <base>/routing.json            weights per label for the router (``commit``)
+    <base>/batching_parameters.txt TF Serving's BatchingParameters (``batching``)
+
+Writes go through one atomic writer (``files``). ``release_version`` (``release``) pushes a
+model, keeps its contract, labels it and records it in one locked operation; ``promote``,
+``rollback``, ``set_traffic`` and ``prune`` (``operations``) change labels and record
+themselves in ML Metadata; ``list_releases`` (``listing``) reads. The pusher, the signature
+validator and the ``pipeline release`` commands use only the names below.
 
 Pure standard library plus protobuf (and ``ml_metadata`` when an operation is recorded): no
 TensorFlow, TFX or Beam, so the ``pipeline release`` commands answer at once.
 """
 
-from components.metadata import EXECUTION_TYPE, OperationRecord, record_operation
 from components.serving.batching import (
     BATCHING_FILE,
     BatchingParametersError,
@@ -13,8 +26,19 @@ from components.serving.batching import (
     parse_batching_parameters,
     write_batching_parameters,
 )
+from components.serving.commit import ROUTING_FILE
+from components.serving.contract import (
+    CONTRACT_FILE,
+    Contract,
+    ContractError,
+    KeptContract,
+    SignatureSpec,
+    TensorSpec,
+    read_contract,
+)
 from components.serving.errors import InvalidNameError, ReleaseError, ReleaseRefused
-from components.serving.labels import LABELS_FILE, LabelState, read_state
+from components.serving.labels import LABELS_FILE, LabelState, read_state, stable_version
+from components.serving.listing import Listing, VersionInfo, fingerprint, list_releases
 from components.serving.models_config import (
     MODELS_CONFIG_FILE,
     ServingState,
@@ -32,19 +56,9 @@ from components.serving.names import (
     validate_channel,
     validate_model_name,
 )
-from components.serving.operations import (
-    ROUTING_FILE,
-    Listing,
-    OperationResult,
-    VersionInfo,
-    list_releases,
-    promote,
-    prune,
-    release_version,
-    rollback,
-    set_traffic,
-)
-from components.serving.records import RELEASES_DIR, Release, read_releases, record_release
+from components.serving.operations import OperationResult, promote, prune, rollback, set_traffic
+from components.serving.records import RELEASES_DIR, Release, read_releases
+from components.serving.release import ReleaseRequest, release_version
 from components.serving.versions import (
     PushError,
     PushResult,
@@ -54,47 +68,53 @@ from components.serving.versions import (
 
 __all__ = [
     "BATCHING_FILE",
-    "EXECUTION_TYPE",
+    "CONTRACT_FILE",
     "LABELS_FILE",
     "MODELS_CONFIG_FILE",
     "RELEASES_DIR",
     "ROUTING_FILE",
     "BatchingParametersError",
-    "PushError",
-    "PushResult",
-    "ServingDir",
-    "model_content_hash",
+    "Contract",
+    "ContractError",
     "InvalidNameError",
+    "KeptContract",
     "LabelState",
     "Listing",
-    "OperationRecord",
     "OperationResult",
+    "PushError",
+    "PushResult",
     "Release",
     "ReleaseError",
     "ReleaseRefused",
+    "ReleaseRequest",
+    "ServingDir",
     "ServingState",
+    "SignatureSpec",
     "Tag",
+    "TensorSpec",
     "VersionInfo",
     "apply_serving_state",
     "batching_parameters_text",
     "check_label_rule",
+    "fingerprint",
     "label_move_steps",
     "list_releases",
     "make_tag",
+    "model_content_hash",
     "models_config_text",
     "parse_batching_parameters",
     "parse_models_config",
     "parse_tag",
     "promote",
     "prune",
+    "read_contract",
     "read_models_config",
     "read_releases",
     "read_state",
-    "record_operation",
-    "record_release",
     "release_version",
     "rollback",
     "set_traffic",
+    "stable_version",
     "validate_channel",
     "validate_model_name",
     "write_batching_parameters",

@@ -21,7 +21,8 @@ from google.protobuf import (
     wrappers_pb2,
 )
 
-from components.serving.versions import ServingDir, write_atomically
+from components.serving.files import write_atomically
+from components.serving.versions import ServingDir
 
 __all__ = [
     "BATCHING_FILE",

@@ -1,50 +1,45 @@
-"""The serving contract of a SavedModel and the rules that say which changes break clients.
+"""The serving contract of a model, and the copy of it kept in a base path (``contract.json``).
 
 A contract lists the signatures a server exposes and, for each, its input and output keys with
 dtype and shape, as TensorFlow Serving reports them (``GetModelMetadata``). It is plain data:
-``Contract.to_json()`` / ``Contract.from_json()`` round-trip through JSON.
+``Contract.to_json()`` / ``Contract.from_json()`` round-trip through JSON. Which changes of a
+contract break clients is the signature validator's business
+(``components.signature.compatibility``).
 
-Breaking changes (``compare_contracts``), from the point of view of a client written against
-the expected contract:
+``<base_path>/contract.json`` holds the contract the next candidate is validated against::
 
-- a signature removed; an input or output key removed (a rename is a removal plus an addition);
-- an input key added: every input of a TF signature is required, so old requests lack it;
-- a dtype changed, of an input or an output;
-- a rank changed (unknown rank, ``shape: null``, is compatible with any shape);
-- a dimension changed. ``None`` is a dimension of any size. Inputs may only *accept more*:
-  a fixed size may become ``None`` (or stay), but ``None`` may not become fixed and a fixed size
-  may not change. Outputs may only *promise more*: ``None`` may become fixed (or stay), but a
-  fixed size may not become ``None`` or change (a client may rely on, say, 3 classes).
+    {"version": N, "set_at": ISO time, "reason": "...", "contract": {...},
+     "previous": {"version", "set_at", "reason", "contract"} or null}
 
-Additions that old clients do not see (a new signature, a new output key) are compatible and
-listed by ``compatible_changes``.
-
-The contract of a base path is kept in ``<base_path>/contract.json`` (``read_contract_file``,
-``write_contract_file``): written atomically under the base path's lock when the first model is
-released there, and replaced when a breaking change is released with an explicit reason.
-Pure standard library.
+It is written only by ``release_version``, in the same locked operation as the release that
+sets it (``keep_contract``): the first release that brings a contract, or a release whose
+breaking change was allowed with a reason (``reason``). It is written after the push and before
+any label moves, so no label ever points at a version whose contract is not kept; the release
+record comes last. A contract is **in force once its release is recorded**: if a release dies
+after writing ``contract.json`` and before its record, ``read_contract`` returns the contract it
+replaced (kept as ``previous``), or None when there was none; releasing the same model again
+completes the release and puts its contract in force. Pure standard library.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.serving.versions import ServingDir, write_atomically
+from components.serving.files import fsync_path, read_json, write_json
+from components.serving.records import record_path
 
 __all__ = [
     "CONTRACT_FILE",
     "Contract",
     "ContractError",
+    "KeptContract",
     "SignatureSpec",
     "TensorSpec",
-    "compare_contracts",
-    "compatible_changes",
-    "read_contract_file",
-    "write_contract_file",
+    "keep_contract",
+    "read_contract",
 ]
 
 CONTRACT_FILE = "contract.json"
@@ -150,135 +145,162 @@ def _tensors(value: Any, where: str) -> dict[str, TensorSpec]:
     return out
 
 
-# --- comparison ------------------------------------------------------------------------------
+def _mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ContractError(f"{where}: expected a mapping, got {value!r}")
+    return value
 
 
-def _dims_compatible(expected: int | None, actual: int | None, direction: str) -> bool:
-    if direction == "input":  # the new model must accept whatever the old one accepted
-        return actual is None or actual == expected
-    return expected is None or actual == expected  # the new model must promise as much
-
-
-def _tensor_changes(where: str, expected: TensorSpec, actual: TensorSpec,
-                    direction: str) -> list[str]:
-    changes = []
-    if expected.dtype != actual.dtype:
-        changes.append(f"{where}: dtype changed from {expected.dtype} to {actual.dtype}")
-    if expected.shape is None or actual.shape is None:
-        return changes
-    if len(expected.shape) != len(actual.shape):
-        changes.append(f"{where}: rank changed from {expected.describe()} to "
-                       f"{actual.describe()}")
-    elif not all(_dims_compatible(e, a, direction)
-                 for e, a in zip(expected.shape, actual.shape, strict=True)):
-        changes.append(f"{where}: shape changed from {expected.describe()} to "
-                       f"{actual.describe()}")
-    return changes
-
-
-def _renamed_hint(removed: dict[str, TensorSpec], added: dict[str, TensorSpec]) -> str:
-    if len(removed) == 1 and len(added) == 1:
-        [old_spec] = removed.values()
-        [(new, new_spec)] = added.items()
-        if old_spec == new_spec:
-            return f" (renamed to {new!r}?)"
-    return ""
-
-
-def compare_contracts(expected: Contract, actual: Contract) -> list[str]:
-    """The changes from ``expected`` to ``actual`` that break a client of ``expected``.
-
-    Returns:
-        One line per breaking change, naming the signature, direction and key, e.g.
-        ``"predict_raw: input 'island' removed"``; empty when ``actual`` is compatible.
-    """
-    lines = []
-    for name, exp in sorted(expected.signatures.items()):
-        act = actual.signatures.get(name)
-        if act is None:
-            lines.append(f"signature {name!r} removed")
-            continue
-        for direction, exp_t, act_t in (("input", exp.inputs, act.inputs),
-                                        ("output", exp.outputs, act.outputs)):
-            removed = {k: v for k, v in exp_t.items() if k not in act_t}
-            added = {k: v for k, v in act_t.items() if k not in exp_t}
-            hint = _renamed_hint(removed, added)
-            for key, spec in sorted(removed.items()):
-                lines.append(f"{name}: {direction} {key!r} {spec.describe()} removed{hint}")
-            if direction == "input":
-                for key, spec in sorted(added.items()):
-                    lines.append(f"{name}: input {key!r} {spec.describe()} added (required by "
-                                 "the new model, absent from existing requests)")
-            for key in sorted(set(exp_t) & set(act_t)):
-                lines += _tensor_changes(f"{name}: {direction} {key!r}", exp_t[key],
-                                         act_t[key], direction)
-    return lines
-
-
-def compatible_changes(expected: Contract, actual: Contract) -> list[str]:
-    """Additions that existing clients do not notice: new signatures and new output keys."""
-    lines = [f"signature {n!r} added" for n in sorted(set(actual.signatures)
-                                                      - set(expected.signatures))]
-    for name in sorted(set(expected.signatures) & set(actual.signatures)):
-        exp, act = expected.signatures[name], actual.signatures[name]
-        lines += [f"{name}: output {k!r} added" for k in sorted(set(act.outputs)
-                                                                - set(exp.outputs))]
-    return lines
+def _tensors(value: Any, where: str) -> dict[str, TensorSpec]:
+    out = {}
+    for key, spec in _mapping(value, where).items():
+        at = f"{where}.{key}"
+        spec = _mapping(spec, at)
+        dtype = spec.get("dtype")
+        if not isinstance(dtype, str) or not dtype:
+            raise ContractError(f"{at}.dtype: expected a dtype name such as float32, got "
+                                f"{dtype!r}")
+        shape = spec.get("shape")
+        if shape is not None:
+            if not isinstance(shape, list) or not all(
+                d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0)
+                for d in shape
+            ):
+                raise ContractError(
+                    f"{at}.shape: expected a list of sizes (null for any size), or null for any "
+                    f"rank, got {shape!r}"
+                )
+            shape = tuple(shape)
+        out[str(key)] = TensorSpec(dtype, shape)
+    return out
 
 
 # --- the contract kept in a base path --------------------------------------------------------
 
 
-def read_contract_file(base_path: str) -> tuple[Contract, dict[str, Any]] | None:
-    """The contract kept in ``<base_path>/contract.json`` and its provenance, or None.
+@dataclass(frozen=True)
+class KeptContract:
+    """A contract kept in ``contract.json`` and where it came from.
+
+    Attributes:
+        contract: the contract.
+        version: the release (version number) that set it.
+        set_at: when, UTC ISO 8601.
+        reason: why a breaking change was allowed ("" for a first release).
+        path: the ``contract.json`` it was read from.
+    """
+
+    contract: Contract
+    version: int
+    set_at: str
+    reason: str
+    path: str = field(default="", compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "set_at": self.set_at, "reason": self.reason,
+                "contract": self.contract.to_json()}
+
+
+def _contract_path(base_path: str) -> str:
+    return os.path.join(os.path.abspath(base_path), CONTRACT_FILE)
+
+
+def _entry(data: Any, path: str, prefix: str) -> KeptContract:
+    """One entry of ``contract.json``; ``prefix`` ("" or "previous.") names where in the file."""
+    data = _mapping(data, f"{path}: {prefix or '<top>'}")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ContractError(f"{path}: {prefix}version: expected a version number, got "
+                            f"{version!r}")
+    return KeptContract(
+        contract=Contract.from_json(data.get("contract"), f"{path}: {prefix}contract"),
+        version=version,
+        set_at=str(data.get("set_at") or ""),
+        reason=str(data.get("reason") or ""),
+        path=path,
+    )
+
+
+def _read_file(base_path: str) -> tuple[KeptContract, KeptContract | None] | None:
+    """(the newest contract written, the one it replaced) or None when there is no file."""
+    path = _contract_path(base_path)
+    data = read_json(path, ContractError)
+    if data is None:
+        return None
+    current = _entry(data, path, "")
+    previous = data.get("previous")
+    return current, None if previous is None else _entry(previous, path, "previous.")
+
+
+def _in_force(base_path: str, kept: tuple[KeptContract, KeptContract | None] | None,
+              ) -> KeptContract | None:
+    if kept is None:
+        return None
+    current, previous = kept
+    # A previous entry was in force when it was replaced, and records are never removed.
+    return current if os.path.exists(record_path(base_path, current.version)) else previous
+
+
+def read_contract(base_path: str) -> KeptContract | None:
+    """The contract in force in ``base_path``: the newest one whose release is recorded.
+
+    Takes no lock (the file is renamed into place complete).
 
     Returns:
-        (contract, {"version", "set_at", "reason"}) or None when there is no file.
+        The contract and its provenance, or None before the first release that kept one.
 
     Raises:
-        ContractError: the file is unreadable or malformed (naming it).
+        ContractError: ``contract.json`` is unreadable or malformed (naming it and the key).
     """
-    path = os.path.join(base_path, CONTRACT_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise ContractError(f"{path}: unreadable ({e})") from e
-    contract = Contract.from_json(_mapping(data, path).get("contract"), f"{path}: contract")
-    return contract, {k: data.get(k) for k in ("version", "set_at", "reason")}
+    base_path = os.path.abspath(base_path)
+    return _in_force(base_path, _read_file(base_path))
 
 
-def write_contract_file(
+def keep_contract(
     base_path: str,
-    contract: Contract,
     version: int,
-    reason: str = "",
+    contract: Contract | None,
     *,
-    replace: bool = False,
+    breaking_change_reason: str = "",
+    when: str,
 ) -> bool:
-    """Keep ``contract`` as the base path's contract, set by release ``version``.
+    """Bring ``contract.json`` to what the release of ``version`` needs, as the module says.
 
-    Under the base path's lock; the file is written atomically (temporary name, fsync, rename).
+    Call under the base path's lock, after the push and before the release's labels and record.
+
+    - no contract in force and ``contract`` given: keep it (a first release);
+    - ``contract`` given with a ``breaking_change_reason``: it replaces the one in force, which
+      is kept as ``previous`` until this release is recorded;
+    - otherwise the contract in force stays. A newer one left by an interrupted release that
+      is not in force is dropped, so that recording this release cannot put it in force.
 
     Args:
-        replace: overwrite an existing contract (a breaking change released with ``reason``);
-            otherwise an existing contract is left alone.
+        base_path: the model base path.
+        version: the version being released.
+        contract: its serving contract (None: the caller has none to keep).
+        breaking_change_reason: non-empty when a breaking change was allowed.
+        when: the release time, recorded as ``set_at``.
 
     Returns:
-        True when the file was written.
+        True when ``contract.json`` now holds ``contract`` as set by ``version``.
+
+    Raises:
+        ContractError: the existing file is unreadable or malformed; nothing is written.
     """
-    serving = ServingDir(base_path)
-    with serving.lock():
-        path = os.path.join(serving.base_path, CONTRACT_FILE)
-        if os.path.exists(path) and not replace:
-            return False
-        data = {
-            "version": version,
-            "set_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "reason": reason,
-            "contract": contract.to_json(),
-        }
-        write_atomically(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
-    return True
+    base_path = os.path.abspath(base_path)
+    path = _contract_path(base_path)
+    kept = _read_file(base_path)
+    in_force = _in_force(base_path, kept)
+    if contract is not None and (in_force is None or breaking_change_reason):
+        entry = KeptContract(contract, version, when, breaking_change_reason)
+        previous = None if in_force is None else in_force.to_json()
+        write_json(path, {**entry.to_json(), "previous": previous})
+        return True
+    if kept is not None and kept[0] != in_force:  # a leftover of an interrupted release
+        if in_force is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            fsync_path(base_path)
+        else:
+            write_json(path, {**in_force.to_json(), "previous": None})
+    return False

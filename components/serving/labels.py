@@ -17,7 +17,7 @@ from typing import Any
 from components.serving.errors import ReleaseError
 from components.serving.files import read_json, write_json
 
-__all__ = ["LABELS", "LABELS_FILE", "LabelState", "read_state", "write_state"]
+__all__ = ["LABELS", "LABELS_FILE", "LabelState", "read_state", "stable_version", "write_state"]
 
 LABELS_FILE = "labels.json"
 # TF Serving's version labels this project manages.
@@ -106,6 +106,15 @@ def read_state(base_path: str) -> LabelState:
     if not isinstance(history, list):
         raise bad("history", "a list")
     return LabelState(model_name, dict(labels), list(stable_history), percent, history)
+
+
+def stable_version(base_path: str) -> int | None:
+    """The version labelled ``stable`` in ``base_path``, or None.
+
+    Raises:
+        ReleaseError: as ``read_state``.
+    """
+    return read_state(base_path).labels.get("stable")
 
 
 def write_state(base_path: str, state: LabelState) -> None:

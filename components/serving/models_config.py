@@ -21,7 +21,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from components.serving.errors import ReleaseError
-from components.serving.versions import write_atomically
+from components.serving.files import write_atomically
 
 __all__ = [
     "MODELS_CONFIG_FILE",

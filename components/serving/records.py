@@ -10,19 +10,15 @@ path, sees only numeric version directories; records outlive pruned versions, as
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from components.serving.errors import ReleaseError, ReleaseRefused
-from components.serving.files import read_json, write_json
+from components.serving.files import TMP_PREFIX, read_json, write_json
 from components.serving.labels import read_state
-from components.serving.names import make_tag, validate_channel, validate_model_name
-from components.serving.versions import TMP_PREFIX, ServingDir
 
 __all__ = [
     "RELEASES_DIR",
@@ -31,10 +27,8 @@ __all__ = [
     "find_release",
     "next_release_number",
     "read_releases",
-    "record_release",
-    "new_release",
     "record_path",
-    "validate_release_fields",
+    "write_release_record",
 ]
 
 RELEASES_DIR = ".releases"
@@ -187,131 +181,7 @@ def check_model_name(base_path: str, model_name: str) -> None:
         )
 
 
-def validate_release_fields(
-    metrics: Mapping[str, Any] | None,
-    spans: Iterable[int] | None,
-    git_commit: str | None,
-    mlmd_ids: Mapping[str, Any] | None,
-) -> tuple[dict[str, float], list[int], str | None, dict[str, int]]:
-    """Check and normalise the descriptive fields of a release, before anything is written.
-
-    Raises:
-        ReleaseRefused: naming the field and value at fault (a NaN metric, a negative span...).
-    """
-    clean_metrics: dict[str, float] = {}
-    for name, value in (metrics or {}).items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ReleaseRefused(f"metric {name!r}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ReleaseRefused(f"metric {name!r}: expected a finite number, got {value!r}")
-        clean_metrics[str(name)] = float(value)
-    clean_spans: list[int] = []
-    for span in spans or ():
-        if isinstance(span, bool) or not isinstance(span, int) or span < 0:
-            raise ReleaseRefused(f"span {span!r}: expected an integer >= 0")
-        clean_spans.append(span)
-    if git_commit is not None and (
-        not isinstance(git_commit, str) or not re.fullmatch(r"[0-9A-Za-z._+-]{1,100}", git_commit)
-    ):
-        raise ReleaseRefused(f"git commit {git_commit!r}: expected a commit id (no spaces)")
-    clean_ids: dict[str, int] = {}
-    for name, value in (mlmd_ids or {}).items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ReleaseRefused(f"MLMD id {name!r}: expected an integer >= 0, got {value!r}")
-        clean_ids[str(name)] = value
-    return clean_metrics, clean_spans, git_commit, clean_ids
-
-
-def record_release(
-    base_path: str,
-    model_name: str,
-    version: int,
-    content_hash: str,
-    channel: str = "canary",
-    metrics: Mapping[str, float] | None = None,
-    spans: Iterable[int] | None = None,
-    git_commit: str | None = None,
-    mlmd_ids: Mapping[str, int] | None = None,
-    blessed: bool = False,
-    *,
-    now: dt.datetime | None = None,
-) -> Release:
-    """Write the release record of an already pushed ``version``; give it its tag.
-
-    Takes the base path's lock (re-entrant: callers holding it may call this). Only the record
-    is written; labels and ``models.config`` are ``release_version``'s business.
-
-    Args:
-        base_path: the model base path.
-        model_name: the model's name; must match the base path's model.
-        version: a version directory that exists in ``base_path``.
-        content_hash: its ``model_content_hash``.
-        channel: the channel, part of the tag.
-        metrics, spans, git_commit, mlmd_ids, blessed: recorded as given (see ``Release``).
-        now: the release time (UTC); defaults to the current time.
-
-    Returns:
-        The record, its ``tag`` numbered after this model's previous releases.
-
-    Raises:
-        InvalidNameError: unsafe model name or channel.
-        ReleaseRefused: invalid field, version missing, already released, or another model.
-    """
-    validate_model_name(model_name)
-    validate_channel(channel)
-    metrics_, spans_, git_commit, mlmd_ids_ = validate_release_fields(
-        metrics, spans, git_commit, mlmd_ids
-    )
-    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
-    serving = ServingDir(base_path)
-    base_path = serving.base_path
-    with serving.lock():
-        if not os.path.isdir(serving.version_path(version)):
-            raise ReleaseRefused(f"version {version} does not exist in {base_path}")
-        existing = find_release(base_path, version)
-        if existing is not None:
-            raise ReleaseRefused(f"version {version} is already released as {existing.tag}")
-        check_model_name(base_path, model_name)
-        release = new_release(
-            base_path, model_name, version, content_hash, channel, metrics_, spans_,
-            git_commit, mlmd_ids_, blessed, now,
-        )
-        write_json(record_path(base_path, version), release.to_json())
-    return release
-
-
-def new_release(
-    base_path: str,
-    model_name: str,
-    version: int,
-    content_hash: str,
-    channel: str,
-    metrics: dict[str, float],
-    spans: list[int],
-    git_commit: str | None,
-    mlmd_ids: dict[str, int],
-    blessed: bool,
-    moment: dt.datetime,
-    notes: Mapping[str, str] | None = None,
-) -> Release:
-    """The record of a new release of ``version``, numbered after the model's releases so far.
-
-    Call under the lock with validated fields (``validate_release_fields``); writes nothing.
-    """
-    number = next_release_number(read_releases(base_path), model_name)
-    return Release(
-        tag=make_tag(channel, number, moment.date()),
-        version=version,
-        model_name=model_name,
-        content_hash=content_hash,
-        channel=channel,
-        release_number=number,
-        metrics=metrics,
-        spans=spans,
-        git_commit=git_commit,
-        mlmd_ids=mlmd_ids,
-        blessed=bool(blessed),
-        pushed_at=moment.isoformat(timespec="seconds"),
-        path=os.path.join(base_path, str(version)),
-        notes={str(k): str(v) for k, v in (notes or {}).items()},
-    )
+def write_release_record(base_path: str, release: Release) -> None:
+    """Write ``.releases/<version>.json`` atomically. Call under the lock, as the last write of
+    a release: a version with a record is a finished release."""
+    write_json(record_path(os.path.abspath(base_path), release.version), release.to_json())

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -29,22 +28,21 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from components.serving.files import TMP_PREFIX, fsync_path, read_json, write_atomically, write_json
+
 __all__ = [
     "COUNTER_FILE",
     "LOCK_FILE",
     "METADATA_DIR",
-    "TMP_PREFIX",
     "PushError",
     "PushResult",
     "ServingDir",
     "model_content_hash",
-    "write_atomically",
 ]
 
 COUNTER_FILE = ".version_counter"
 METADATA_DIR = ".versions"
 LOCK_FILE = ".lock"
-TMP_PREFIX = ".tmp-"
 SAVED_MODEL_FILE = "saved_model.pb"
 
 # ASCII digits only: str.isdigit() would also accept e.g. "²", which int() rejects.
@@ -143,36 +141,6 @@ def _tree_hash(root: str, files: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: str) -> None:
-    # O_RDONLY is enough for fsync on Linux, for files and directories alike.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename.
-
-    The temporary is named ``.tmp-<name>-<random>``: a push (under the lock) removes any that
-    a killed writer left in the base path. Readers see the old file or the new one, never a mix.
-    """
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f"{TMP_PREFIX}{name}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync(directory)
-
-
 def _copy_tree(src: str, dst: str, dirs: list[str], files: list[str]) -> None:
     """Copy ``dirs`` and ``files`` (relative to ``src``) into new ``dst``, fsync'ing all."""
     os.mkdir(dst)
@@ -181,11 +149,11 @@ def _copy_tree(src: str, dst: str, dirs: list[str], files: list[str]) -> None:
     for rel in files:
         target = os.path.join(dst, rel)
         shutil.copy2(os.path.join(src, rel), target)
-        _fsync(target)
+        fsync_path(target)
     # Children before parents, so each directory entry is durable before its parent's.
     for rel in sorted(dirs, key=lambda d: d.count(os.sep), reverse=True):
-        _fsync(os.path.join(dst, rel))
-    _fsync(dst)
+        fsync_path(os.path.join(dst, rel))
+    fsync_path(dst)
 
 
 def _remove(path: str) -> None:
@@ -274,13 +242,9 @@ class ServingDir:
             PushError: the metadata file exists but is not the expected JSON object.
         """
         path = self._metadata_path(version)
-        try:
-            with open(path) as f:
-                metadata = json.load(f)
-        except FileNotFoundError:
+        metadata = read_json(path, PushError)
+        if metadata is None:
             return None
-        except (OSError, ValueError) as e:
-            raise PushError(f"{path}: unreadable version metadata ({e})") from e
         if not isinstance(metadata, dict) or not isinstance(metadata.get("content_hash"), str):
             raise PushError(f"{path}: version metadata without a content_hash")
         return metadata
@@ -398,21 +362,18 @@ class ServingDir:
                 if isinstance(e, OSError):
                     raise PushError(f"pushing {model_dir} to {final} failed: {e}") from e
                 raise
-            _fsync(self.base_path)
+            fsync_path(self.base_path)
         return PushResult(version=version, path=final, content_hash=content_hash, reused=False)
 
     def _record(self, version: int, content_hash: str) -> None:
         """Bump the counter to ``version`` and write its metadata, both durably."""
         write_atomically(os.path.join(self.base_path, COUNTER_FILE), f"{version}\n".encode())
-        os.makedirs(os.path.join(self.base_path, METADATA_DIR), exist_ok=True)
         metadata = {
             "version": version,
             "content_hash": content_hash,
             "pushed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        write_atomically(
-            self._metadata_path(version), (json.dumps(metadata, indent=2) + "\n").encode()
-        )
+        write_json(self._metadata_path(version), metadata, sort_keys=False)
 
     def _abandon(self, tmp: str, version: int) -> None:
         """Undo a failed push: drop the copy and any metadata of a version that never appeared.

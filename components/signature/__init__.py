@@ -1,35 +1,30 @@
-"""Serving-contract validation: the contract of a SavedModel, the rules for breaking changes,
-a probe that loads the model in a fresh process, and the verdict the pusher needs.
+"""Serving-contract validation: which contract changes break clients, a probe that loads the
+model in a fresh process, and the verdict the pusher needs.
 
-Pure Python here (``contract``, ``validate``); TensorFlow only in the probe's own process and
-TFX only in ``component``.
+Pure Python here (``compatibility``, ``validate``); TensorFlow only in the probe's own process
+and TFX only in ``component``. The contract's data types and the contract kept in a base path
+belong to ``components.serving``.
 """
 
-from components.serving.contract import (
-    CONTRACT_FILE,
-    Contract,
-    ContractError,
-    SignatureSpec,
-    TensorSpec,
-    compare_contracts,
-    compatible_changes,
-    read_contract_file,
-    write_contract_file,
+from components.signature.compatibility import compare_contracts, compatible_changes
+from components.signature.validate import (
+    REPORT_FILE,
+    ProbeError,
+    Verdict,
+    probe_model,
+    read_verdict,
+    validate_signature,
+    write_verdict,
 )
-from components.signature.validate import ProbeError, Verdict, probe_model, validate_signature
 
 __all__ = [
-    "CONTRACT_FILE",
-    "Contract",
-    "ContractError",
+    "REPORT_FILE",
     "ProbeError",
-    "SignatureSpec",
-    "TensorSpec",
     "Verdict",
     "compare_contracts",
     "compatible_changes",
     "probe_model",
-    "read_contract_file",
+    "read_verdict",
     "validate_signature",
-    "write_contract_file",
+    "write_verdict",
 ]

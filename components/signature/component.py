@@ -7,10 +7,8 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, Model, ModelBlessing
 
-from components.serving.contract import Contract
-from components.signature.validate import validate_signature
-
-REPORT_FILE = "report.json"
+from components.serving import Contract
+from components.signature.validate import validate_signature, write_verdict
 
 
 @component
@@ -37,9 +35,7 @@ def SignatureValidator(  # noqa: N802
         base_path, contract=contract, allow_breaking_reason=allow_breaking_reason,
         sample_size=sample_size,
     )
-    os.makedirs(verdict.uri, exist_ok=True)
-    with open(os.path.join(verdict.uri, REPORT_FILE), "w") as f:
-        json.dump(result.report, f, indent=2, sort_keys=True)
+    write_verdict(verdict.uri, result)
     for key in ("blessed", "signature_blessed"):
         verdict.set_int_custom_property(key, int(result.blessed))
     verdict.set_string_custom_property("reasons", json.dumps(result.reasons))

@@ -139,9 +139,9 @@ def _run_sample(tf, loaded, contract: dict[str, Any], pattern: str, n: int,
 def probe(model_dir: str, pattern: str, n: int) -> dict[str, Any]:
     """The report described in the module docstring. Imports TensorFlow: run it in a process
     of its own (``main``), as a server loads a model."""
-    # Set before TensorFlow is imported, as in every process of the project that loads models.
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from components.tf_process import LOG_LEVEL_ERRORS, prepare_tf_process
+
+    prepare_tf_process(log_level=LOG_LEVEL_ERRORS)  # before TensorFlow is imported
     report: dict[str, Any] = {"model_dir": model_dir, "contract": None, "problems": [],
                               "sample_size": 0, "outputs": {}, "latency": None,
                               "pid": os.getpid()}

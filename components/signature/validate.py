@@ -3,15 +3,17 @@
 ``validate_signature`` probes the candidate in a fresh process (``components.signature.probe``),
 then compares its contract with
 
-1. the contract: from config if given, else the one kept in ``<base_path>/contract.json``
-   (none before the first release: the first release sets it), and
-2. the version labelled ``stable`` in the base path (``labels.json``), whose contract is read by
-   the same probe, in another fresh process.
+1. the contract: from config if given, else the one in force in the base path
+   (``components.serving.read_contract``; none before the first release, which sets it), and
+2. the version labelled ``stable`` in the base path (``components.serving.stable_version``),
+   whose contract is read by the same probe, in another fresh process.
 
 The verdict is blessed when the probe found no problem (the model loads, ``serving_default``
 answers real evaluation examples with finite outputs of the declared shapes) and there is no
 breaking change, or the breaking changes are explicitly allowed with a reason. Problems are
-never waived: a reason allows a changed contract, not a broken model. No TensorFlow here.
+never waived: a reason allows a changed contract, not a broken model. The rules for breaking
+changes are in ``compatibility``. No TensorFlow here; the base path is read only through
+``components.serving``.
 """
 
 from __future__ import annotations
@@ -25,18 +27,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.serving.contract import (
+from components.serving import (
+    CONTRACT_FILE,
     Contract,
     ContractError,
-    compare_contracts,
-    compatible_changes,
-    read_contract_file,
+    ReleaseError,
+    read_contract,
+    stable_version,
 )
+from components.signature.compatibility import compare_contracts, compatible_changes
 
-__all__ = ["ProbeError", "Verdict", "probe_model", "validate_signature"]
+__all__ = [
+    "REPORT_FILE",
+    "ProbeError",
+    "Verdict",
+    "probe_model",
+    "read_verdict",
+    "validate_signature",
+    "write_verdict",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBE_TIMEOUT_SECONDS = 600.0
+REPORT_FILE = "report.json"  # in the verdict artifact's directory
 
 
 class ProbeError(RuntimeError):
@@ -53,8 +66,42 @@ class Verdict:
 
     @property
     def allowed_breaking_reason(self) -> str:
+        """Why breaking changes were let through ("" when none were)."""
         allowed = self.report.get("allowed_breaking_change") or {}
         return allowed.get("reason", "")
+
+    @property
+    def contract(self) -> Contract | None:
+        """The candidate's contract, as the probe read it (None if it could not be read).
+
+        Raises:
+            ContractError: the report holds a malformed contract.
+        """
+        data = (self.report.get("candidate") or {}).get("contract")
+        return Contract.from_json(data, "verdict") if data else None
+
+
+def write_verdict(directory: str, verdict: Verdict) -> None:
+    """Write the verdict's report as ``<directory>/report.json``."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, REPORT_FILE), "w") as f:
+        json.dump(verdict.report, f, indent=2, sort_keys=True)
+
+
+def read_verdict(directory: str) -> Verdict:
+    """The verdict whose report is in ``<directory>/report.json``.
+
+    A missing or unreadable report gives an unblessed verdict with an empty report (no
+    contract, no allowed breaking change): the pusher checks the blessing on the artifact.
+    """
+    try:
+        with open(os.path.join(directory, REPORT_FILE)) as f:
+            report = json.load(f)
+    except (OSError, ValueError):
+        report = {}
+    if not isinstance(report, dict):
+        report = {}
+    return Verdict(bool(report.get("blessed")), list(report.get("reasons") or []), report)
 
 
 def probe_model(model_dir: str, examples_glob: str = "", sample_size: int = 0, *,
@@ -67,7 +114,9 @@ def probe_model(model_dir: str, examples_glob: str = "", sample_size: int = 0, *
     Raises:
         ProbeError: the process crashed, timed out or printed no JSON report.
     """
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    from components.tf_process import LOG_LEVEL_ERRORS, tf_child_env
+
+    env = tf_child_env(log_level=LOG_LEVEL_ERRORS)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
     )
@@ -88,12 +137,6 @@ def probe_model(model_dir: str, examples_glob: str = "", sample_size: int = 0, *
             return report
     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
     raise ProbeError(f"probe of {model_dir} failed (exit {proc.returncode}): {tail}")
-
-
-def _stable_version(base_path: str) -> int | None:
-    from components.serving import read_state  # the release package's own reader
-
-    return read_state(base_path).labels.get("stable")
 
 
 def validate_signature(
@@ -139,13 +182,13 @@ def validate_signature(
     source, expected = "config", contract
     if expected is None:
         try:
-            kept = read_contract_file(base_path)
+            kept = read_contract(base_path)
         except ContractError as e:
             kept, reasons = None, [*reasons, f"the base path's contract is unusable: {e}"]
         source = "none (the first release sets it)" if kept is None else (
-            f"{os.path.join(base_path, 'contract.json')} (set by version {kept[1]['version']})"
+            f"{os.path.join(base_path, CONTRACT_FILE)} (set by version {kept.version})"
         )
-        expected = kept[0] if kept else None
+        expected = kept.contract if kept else None
     report["contract_source"] = source
     report["contract_diff"] = {"breaking": [], "compatible": []}
     if expected is not None and actual is not None:
@@ -156,8 +199,8 @@ def validate_signature(
 
     report["stable"] = None
     try:
-        stable = _stable_version(base_path)
-    except Exception as e:  # noqa: BLE001  (ReleaseError: a malformed labels.json)
+        stable = stable_version(base_path)
+    except ReleaseError as e:  # a malformed labels.json
         stable = None
         breaking.append(f"cannot read the stable label of {base_path}: {e}")
     if stable is not None and actual is not None:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from components.tf_process import tf_child_env
 from components.trainer.cluster import free_loopback_ports, local_tf_configs
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def run_local_workers(
     job_spec_path: str,
     num_workers: int,
     *,
-    max_restarts: int = 2,
+    max_restarts: int,
     poll_seconds: float = 0.5,
     state_file: str | None = None,
     sink: Callable[[str], None] | None = None,
@@ -80,7 +81,7 @@ def run_local_workers(
 
     Args:
       job_spec_path: the JSON job file every worker reads.
-      max_restarts: restarts allowed after the first attempt.
+      max_restarts: restarts allowed after the first attempt (trainer.distribution).
       state_file: if set, `{"attempt": k, "pids": [...]}` is written there for each attempt
         (for operators and fault tests).
       sink: where worker output lines go (default: this module's logger).
@@ -92,8 +93,7 @@ def run_local_workers(
     sink = sink or log.info
     base_env = dict(os.environ if env is None else env)
     base_env.pop("TF_CONFIG", None)
-    base_env.setdefault("TF_USE_LEGACY_KERAS", "1")
-    base_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    base_env = tf_child_env(base_env)
     base_env["PYTHONUNBUFFERED"] = "1"
     failure = ""
     for attempt in range(max_restarts + 1):
@@ -139,8 +139,7 @@ def run_cluster_worker(
     """
     sink = sink or log.info
     env = {**os.environ, "TF_CONFIG": tf_config, "PYTHONUNBUFFERED": "1"}
-    env.setdefault("TF_USE_LEGACY_KERAS", "1")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env = tf_child_env(env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "components.trainer.worker", job_spec_path], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,

@@ -8,8 +8,12 @@ features and no transform graph has to travel with it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from components.trainer.features import INT_MISSING, FeatureInfo, LabelInfo
+
+if TYPE_CHECKING:
+    from components.trainer.settings import ModelConfig
 
 # Output keys of the serving signatures (the contract clients rely on).
 PROBABILITIES = "probabilities"
@@ -65,17 +69,15 @@ def build_model(
     features: Sequence[FeatureInfo],
     label: LabelInfo,
     numeric_stats: Mapping[str, tuple[float, float]],
+    config: ModelConfig,
     *,
-    hidden_units: Sequence[int] = (16, 8),
-    learning_rate: float = 0.01,
-    embedding_threshold: int = 20,
-    embedding_dim: int = 8,
-    hash_buckets: int = 100,
+    learning_rate: float,
 ):
     """A compiled tf_keras functional model on a dict of raw `[batch, 1]` feature tensors.
 
     Args:
       numeric_stats: feature name -> (mean, variance), for every float and int feature.
+      config: the layers (hidden_units) and the encoding of categorical features.
     """
     import tensorflow as tf
     import tf_keras as keras
@@ -89,9 +91,10 @@ def build_model(
             mean, var = numeric_stats.get(f.name, (0.0, 1.0))
             parts += _numeric(keras, tf, inp, f, mean, var)
         else:
-            parts += _categorical(keras, inp, f, embedding_threshold, embedding_dim, hash_buckets)
+            parts += _categorical(keras, inp, f, config.embedding_threshold,
+                                  config.embedding_dim, config.hash_buckets)
     x = keras.layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
-    for i, units in enumerate(hidden_units):
+    for i, units in enumerate(config.hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
     if label.task == "multiclass":
         out = keras.layers.Dense(label.num_classes, activation="softmax", name="output")(x)

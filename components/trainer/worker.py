@@ -7,7 +7,6 @@ Exit codes: 0 done, 2 bad TF_CONFIG or job file, 3 peers unreachable in time, 1 
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -51,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m components.trainer.worker JOB.json", file=sys.stderr)
         return 2
-    # Keras 2 for MultiWorkerMirroredStrategy; set before TensorFlow is imported.
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from components.tf_process import prepare_tf_process
+
+    prepare_tf_process()  # Keras 2 for MultiWorkerMirroredStrategy: before TensorFlow's import
     from components.trainer.cluster import ClusterConfigError, parse_tf_config
 
     try:
@@ -61,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from components.trainer.settings import TrainJob
+
     try:
-        with open(args[0]) as f:
-            spec = json.load(f)
-        dist = spec["config"]["trainer"].get("distribution") or {}
-        timeout = float(dist.get("startup_timeout_seconds", 120))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        job = TrainJob.read(args[0])
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not a job (names the key)
         print(f"error: job file {args[0]}: {e}", file=sys.stderr)
         return 2
+    timeout = job.trainer.distribution.startup_timeout_seconds
 
     disarm = None
     if cluster.num_workers > 1:
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     from components.trainer.run_fn import train_and_export
 
-    train_and_export(**spec, cluster=cluster, on_strategy_ready=disarm)
+    train_and_export(job, cluster=cluster, on_strategy_ready=disarm)
     print(f"worker {cluster.index} finished", flush=True)
     return 0
 

@@ -4,57 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 from components.evaluator.metrics import overall_metrics
+from components.metadata import (
+    custom_property,
+    execution_state,
+    get_output_artifacts,
+    get_run_executions,
+    open_store,
+)
 from pipeline.app.run_result import ComponentRun
 from pipeline.config import PipelineConfig
-
-# MLMD execution states (metadata_store_pb2.Execution.State).
-STATES = {0: "unknown", 1: "new", 2: "running", 3: "succeeded", 4: "failed", 5: "cached",
-           6: "canceled"}
-
-
-def open_store(path: str):
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    return metadata_store.MetadataStore(config)
-
-
-def node_executions(store, pipeline_name: str, run_id: str) -> dict[str, Any]:
-    """Node id -> the execution of that node in run `run_id`."""
-    run_ctx = store.get_context_by_type_and_name("pipeline_run", run_id)
-    if run_ctx is None:
-        return {}
-    in_run = {e.id: e for e in store.get_executions_by_context(run_ctx.id)}
-    out = {}
-    prefix = f"{pipeline_name}."
-    for ctx in store.get_contexts_by_type("node"):
-        if not ctx.name.startswith(prefix):
-            continue
-        for e in store.get_executions_by_context(ctx.id):
-            if e.id in in_run:
-                out[ctx.name[len(prefix):]] = e
-    return out
-
-
-def output_artifacts(store, execution_id: int) -> list:
-    from ml_metadata.proto import metadata_store_pb2
-
-    events = store.get_events_by_execution_ids([execution_id])
-    ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
-    return store.get_artifacts_by_id(ids) if ids else []
-
-
-def _custom(artifact, key: str):
-    if key not in artifact.custom_properties:
-        return None
-    v = artifact.custom_properties[key]
-    return getattr(v, v.WhichOneof("value"))
 
 
 def _slice_value(key) -> str:
@@ -100,7 +60,7 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
     store = None
     if os.path.exists(path):
         store = open_store(path)
-        executions = node_executions(store, cfg.pipeline_name, result.run_id)
+        executions = get_run_executions(store, cfg.pipeline_name, result.run_id)
     names = [n for n in NODE_ORDER if n in executions or n in seconds] or list(executions)
     for name in NODE_ORDER:
         if name not in names:
@@ -108,7 +68,7 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
     components = []
     for name in names:
         e = executions.get(name)
-        state = STATES.get(e.last_known_state, "unknown") if e is not None else "not run"
+        state = execution_state(e) if e is not None else "not run"
         if e is None and name in seconds:
             state = "failed" if result.status == "failed" else "succeeded"
         components.append(
@@ -119,20 +79,22 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
     if store is None:
         return
     if "ServingPusher" in executions:
-        for a in output_artifacts(store, executions["ServingPusher"].id):
-            if _custom(a, "pushed") == 1:
+        pusher = executions["ServingPusher"]
+        for a in get_output_artifacts(store, pusher.id):
+            if custom_property(a, "pushed") == 1:
                 result.pushed = {
-                    "version": _custom(a, "pushed_version"),
-                    "path": _custom(a, "pushed_destination"),
-                    "tag": _custom(a, "tag"),
-                    "channel": _custom(a, "channel"),
-                    "new": not _custom(a, "reused_existing_version")
-                    and executions["ServingPusher"].last_known_state != 5,
+                    "version": custom_property(a, "pushed_version"),
+                    "path": custom_property(a, "pushed_destination"),
+                    "tag": custom_property(a, "tag"),
+                    "channel": custom_property(a, "channel"),
+                    # A cached pusher re-reports an earlier run's push.
+                    "new": not custom_property(a, "reused_existing_version")
+                    and execution_state(pusher) != "cached",
                 }
     if "Evaluator" in executions:
-        for a in output_artifacts(store, executions["Evaluator"].id):
-            if a.type == "ModelBlessing" or _custom(a, "blessed") is not None:
-                result.blessed = _custom(a, "blessed") == 1
+        for a in get_output_artifacts(store, executions["Evaluator"].id):
+            if a.type == "ModelBlessing" or custom_property(a, "blessed") is not None:
+                result.blessed = custom_property(a, "blessed") == 1
             else:
                 try:
                     result.metrics = overall_metrics(a.uri)
@@ -152,8 +114,8 @@ def signature_failures(store, execution_id: int) -> list[str]:
     import json
 
     lines = []
-    for a in output_artifacts(store, execution_id):
-        if _custom(a, "signature_blessed") == 0:
-            reasons = json.loads(_custom(a, "reasons") or "[]") or ["no reason recorded"]
+    for a in get_output_artifacts(store, execution_id):
+        if custom_property(a, "signature_blessed") == 0:
+            reasons = json.loads(custom_property(a, "reasons") or "[]") or ["no reason recorded"]
             lines += [f"signature: {r}" for r in reasons]
     return lines

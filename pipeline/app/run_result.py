@@ -29,7 +29,7 @@ class RunResult:
     log_file: str = ""
     span: int | None = None
     error: str | None = None
-    # Set when nothing changed since that run (see pipeline/up_to_date.py): its outputs are
+    # Set when nothing changed since that run (see pipeline/app/up_to_date.py): its outputs are
     # reused as they are and TFX is not started.
     up_to_date_with: str | None = None
 

@@ -30,9 +30,11 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from components import serving
+from components.metadata import get_output_artifacts, get_run_executions, metadata_watermark
 from pipeline.config import PipelineConfig, config_to_dict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 RECORD_FILE = "last_run.json"
 RECORD_FORMAT = 1
 # Source whose change may change what a run does: all of the project's Python.
@@ -103,53 +105,18 @@ def input_fingerprint(cfg: PipelineConfig, span: int) -> dict[str, str]:
     }
 
 
-def metadata_watermark(store) -> str:
-    """The newest id and the newest update of executions, artifacts and contexts."""
-    from ml_metadata.metadata_store import ListOptions, OrderByField
-
-    marks = []
-    for get in (store.get_executions, store.get_artifacts, store.get_contexts):
-        for order in (OrderByField.ID, OrderByField.UPDATE_TIME):
-            newest = get(list_options=ListOptions(limit=1, order_by=order, is_asc=False))
-            marks.append([newest[0].id, newest[0].last_update_time_since_epoch] if newest else None)
-    return _sha(marks)
-
-
-def serving_fingerprint(base_path: str) -> str:
-    """Entries of the model base path: versions, labels, models.config, records, contract.
-
-    A version directory counts by name and mtime (its files are written once, before the
-    rename that publishes it); everything else by name, size and mtime, one level deep.
-    """
-    if not os.path.isdir(base_path):
-        return "absent"
-    entries = []
-    for name in sorted(os.listdir(base_path)):
-        path = os.path.join(base_path, name)
-        if not os.path.isdir(path):
-            entries.append([name, *_stat_entry(path)])
-        elif name.isdigit():
-            entries.append([name, os.stat(path).st_mtime_ns])
-        else:
-            inner = [[n, *_stat_entry(os.path.join(path, n))] for n in sorted(os.listdir(path))]
-            entries.append([name, inner])
-    return _sha(entries)
-
-
 def state_fingerprint(cfg: PipelineConfig, store) -> dict[str, str]:
     return {
         "metadata": metadata_watermark(store),
-        "serving": serving_fingerprint(os.path.abspath(cfg.pusher.base_path)),
+        "serving": serving.fingerprint(os.path.abspath(cfg.pusher.base_path)),
     }
 
 
 def run_outputs(cfg: PipelineConfig, store, run_id: str) -> list[str]:
     """URIs of the output artifacts of run `run_id`'s executions."""
-    from pipeline.app.report import node_executions, output_artifacts
-
     uris = []
-    for execution in node_executions(store, cfg.pipeline_name, run_id).values():
-        uris.extend(a.uri for a in output_artifacts(store, execution.id) if a.uri)
+    for execution in get_run_executions(store, cfg.pipeline_name, run_id).values():
+        uris.extend(a.uri for a in get_output_artifacts(store, execution.id) if a.uri)
     return sorted(set(uris))
 
 
@@ -174,31 +141,33 @@ def save_record(
 
 
 @dataclass
-class Verdict:
+class Freshness:
+    """Whether a run would only repeat the last successful one (`record`, when it would)."""
+
     up_to_date: bool
     # Why not, in a few words (empty when up to date).
     reason: str
     record: dict[str, Any] | None = None
 
 
-def check(cfg: PipelineConfig, inputs: dict[str, str], store) -> Verdict:
+def check(cfg: PipelineConfig, inputs: dict[str, str], store) -> Freshness:
     """Compares the current inputs and state with the last successful run's record."""
     path = record_path(cfg)
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
-        return Verdict(False, "no earlier successful run")
+        return Freshness(False, "no earlier successful run")
     except (OSError, ValueError) as e:
-        return Verdict(False, f"unreadable run record {path}: {e}")
+        return Freshness(False, f"unreadable run record {path}: {e}")
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        return Verdict(False, f"run record {path} has another format")
+        return Freshness(False, f"run record {path} has another format")
     last = record.get("run_id")
     then = record.get("fingerprint", {})
     now = {**inputs, **state_fingerprint(cfg, store)}
     changed = [part for part in PARTS if then.get(part) != now.get(part)]
     if changed:
-        return Verdict(False, f"{', '.join(changed)} changed since run {last}")
+        return Freshness(False, f"{', '.join(changed)} changed since run {last}")
     missing = [uri for uri in record.get("outputs", []) if not os.path.exists(uri)]
     if missing:
-        return Verdict(False, f"an output of run {last} is gone: {missing[0]}")
-    return Verdict(True, "", record)
+        return Freshness(False, f"an output of run {last} is gone: {missing[0]}")
+    return Freshness(True, "", record)

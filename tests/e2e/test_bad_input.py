@@ -123,20 +123,33 @@ def test_feature_type_contradicting_the_schema(tmp_path):
     assert_refused(tmp_path, proc, None, "'body_mass_g'", "Expected data of type: FLOAT")
 
 
+def bad_overlay(tmp: Path, name: str, broken: str) -> Path:
+    """The usual overlay (work dir and base path inside `tmp`, so "nothing pushed" and "nothing
+    written" are checked where this run would write), followed by `broken` YAML."""
+    bad = tmp / name
+    bad.write_text(write_overlay(tmp).read_text() + broken)
+    return bad
+
+
+def assert_nothing_written(tmp: Path) -> None:
+    assert not (tmp / "var").exists()
+    assert not (tmp / "serving").exists()
+
+
 def test_yaml_profile_that_does_not_parse(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("trainer:\n  train_steps: [1, 2\n")
+    bad = bad_overlay(tmp_path, "bad.yaml", "beam:\n  extra_args: [1, 2\n")
     proc = run_cli("run", "--config", str(bad))
     assert_refused(tmp_path, proc, None, str(bad), "not valid YAML", "line")
     assert proc.returncode == 2
+    assert_nothing_written(tmp_path)
 
 
 def test_unknown_key(tmp_path):
-    bad = tmp_path / "typo.yaml"
-    bad.write_text("trainer:\n  train_stpes: 10\n")
+    bad = bad_overlay(tmp_path, "typo.yaml", "model:\n  hiden_units: [4]\n")
     proc, out = run_json("--config", str(bad))
-    assert_refused(tmp_path, proc, out, str(bad), "trainer.train_stpes", "train_steps")
+    assert_refused(tmp_path, proc, out, str(bad), "model.hiden_units", "hidden_units")
     assert proc.returncode == 2
+    assert_nothing_written(tmp_path)
 
 
 @pytest.mark.skipif(os.path.isdir("/proc/driver/nvidia/gpus"), reason="this machine has GPUs")

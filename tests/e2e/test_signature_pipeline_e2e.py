@@ -45,7 +45,7 @@ def runs(tmp_path_factory):
 
 
 def _up_to_date_verdict(overlay):
-    from pipeline.app.report import open_store
+    from components.metadata import open_store
     from pipeline.app.up_to_date import check, input_fingerprint
     from pipeline.config import load_config
 
@@ -62,10 +62,10 @@ def test_a_release_operation_sends_the_next_run_through_tfx(runs):
 
 
 def _store_and_execs(result):
-    from pipeline.app.report import node_executions, open_store
+    from components.metadata import get_run_executions, open_store
 
     store = open_store(result["metadata"]["uri"])
-    return store, node_executions(store, "penguin", result["run_id"])
+    return store, get_run_executions(store, "penguin", result["run_id"])
 
 
 def _artifact_ids(store, execution, kind, key=None):
@@ -114,10 +114,10 @@ def test_allowed_breaking_change_is_released_with_its_reason(runs):
     assert record["notes"] == {"breaking_change_reason": REASON}
 
     store, execs = _store_and_execs(allowed)
-    from pipeline.app.report import output_artifacts
+    from components.metadata import get_output_artifacts
 
-    [verdict] = output_artifacts(store, execs["SignatureValidator"].id)
+    [verdict] = get_output_artifacts(store, execs["SignatureValidator"].id)
     report = json.loads(open(f"{verdict.uri}/report.json").read())
     assert report["allowed_breaking_change"]["reason"] == REASON
-    [pushed] = output_artifacts(store, execs["ServingPusher"].id)
+    [pushed] = get_output_artifacts(store, execs["ServingPusher"].id)
     assert pushed.custom_properties["breaking_change_reason"].string_value == REASON

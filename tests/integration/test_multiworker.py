@@ -38,25 +38,26 @@ DETECTION_BOUND_SECONDS = 60.0
 
 def write_job(tmp: Path, *, epochs: int = 4, train_steps: int = 1200, **distribution) -> Path:
     """A job file for the penguin data whose outputs all stay inside `tmp`."""
-    from pipeline.build import trainer_custom_config
+    from components.trainer.settings import TrainJob
     from pipeline.config import load_config
 
     cfg = load_config(overrides={"trainer": {
         "epochs": epochs, "train_steps": train_steps, "eval_steps": 5,
         "distribution": {"communication": "ring", **distribution},
     }})
-    spec = {
-        "train_files": TRAIN_FILES,
-        "eval_files": EVAL_FILES,
-        "schema_path": SCHEMA,
-        "serving_model_dir": str(tmp / "serving"),
-        "config": trainer_custom_config(cfg),
-        "train_steps": train_steps,
-        "eval_steps": 5,
-        "backup_dir": str(tmp / "backup"),
-    }
+    job = TrainJob(
+        train_files=TRAIN_FILES,
+        eval_files=EVAL_FILES,
+        schema_path=SCHEMA,
+        serving_model_dir=str(tmp / "serving"),
+        model=cfg.model,
+        trainer=cfg.trainer,
+        train_steps=train_steps,
+        eval_steps=5,
+        backup_dir=str(tmp / "backup"),
+    )
     path = tmp / "job.json"
-    path.write_text(json.dumps(spec))
+    job.write(str(path))
     return path
 
 

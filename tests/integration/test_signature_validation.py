@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-
-# Keras 2 (tf_keras), as everywhere in the project: before TensorFlow is first imported.
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import re
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -15,13 +13,18 @@ from google.protobuf import text_format  # noqa: E402
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 from tfx.types import standard_artifacts  # noqa: E402
 
-from components.pusher.component import keep_contract  # noqa: E402
-from components.serving import read_state, release_version  # noqa: E402
-from components.serving.contract import read_contract_file  # noqa: E402
+from components.serving import (  # noqa: E402
+    ReleaseRequest,
+    read_contract,
+    read_releases,
+    read_state,
+    release_version,
+)
 from components.signature.component import SignatureValidator  # noqa: E402
-from components.signature.validate import probe_model  # noqa: E402
+from components.signature.validate import probe_model, read_verdict  # noqa: E402
 from components.trainer.run_fn import train_and_export  # noqa: E402
-from pipeline.config import config_to_dict, load_config  # noqa: E402
+from components.trainer.settings import TrainJob  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
 from tests.e2e.conftest import REPO  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +38,14 @@ ISLAND_REMOVED = "predict_raw: input 'island' string[None] removed"
 
 
 def train(export_dir: str, features: list[str] | None) -> str:
-    cfg = config_to_dict(load_config())
-    cfg["model"]["features"] = features
-    train_and_export(
-        tf.io.gfile.glob(str(SPAN / "Split-train" / "*.gz")), tf.io.gfile.glob(EVAL_GLOB),
-        str(REPO / "data" / "schema" / "schema.pbtxt"), export_dir,
-        {"model": cfg["model"], "trainer": cfg["trainer"]}, train_steps=20, eval_steps=2,
-    )
+    cfg = load_config(overrides={"model": {"features": features}})
+    train_and_export(TrainJob(
+        train_files=tf.io.gfile.glob(str(SPAN / "Split-train" / "*.gz")),
+        eval_files=tf.io.gfile.glob(EVAL_GLOB),
+        schema_path=str(REPO / "data" / "schema" / "schema.pbtxt"),
+        serving_model_dir=export_dir,
+        model=cfg.model, trainer=cfg.trainer, train_steps=20, eval_steps=2,
+    ))
     return export_dir
 
 
@@ -68,17 +72,21 @@ def examples_uri(tmp_path_factory):
 def stable_base(tmp_path_factory, models):
     """A base path where the full model is released and labelled stable, with its contract."""
     base = str(tmp_path_factory.mktemp("serving") / "penguin")
-    release = release_version(base, os.path.join(models["full"], "Format-Serving"), "penguin",
-                              channel="stable", spans=[2], git_commit="unknown")
-    report = validate(models["full"], base, out_dir=str(tmp_path_factory.mktemp("verdict")))
-    keep_contract(base, report, release)
+    verdict_dir = str(tmp_path_factory.mktemp("verdict"))
+    validate(models["full"], base, out_dir=verdict_dir)
+    release_version(base, ReleaseRequest(
+        model_dir=os.path.join(models["full"], "Format-Serving"), model_name="penguin",
+        channel="stable", spans=[2],
+        git_commit="unknown", contract=read_verdict(verdict_dir).contract,
+    ))
     assert read_state(base).labels == {"stable": 1}
+    assert read_contract(base).version == 1
     return base
 
 
-def validate(model_uri: str, base: str, out_dir: str, examples: str | None = None,
-             reason: str = "") -> dict:
-    """Runs the TFX adapter's function; returns the report, with the artifact's properties."""
+def run_validator(model_uri: str, base: str, out_dir: str, examples: str | None = None,
+                  reason: str = ""):
+    """Runs the TFX adapter's function; returns the verdict artifact."""
     model = standard_artifacts.Model()
     model.uri = model_uri
     examples_artifact = standard_artifacts.Examples()
@@ -89,6 +97,13 @@ def validate(model_uri: str, base: str, out_dir: str, examples: str | None = Non
         model=model, examples=examples_artifact, verdict=verdict, base_path=base,
         contract_json="", allow_breaking_reason=reason, sample_size=32,
     )
+    return verdict
+
+
+def validate(model_uri: str, base: str, out_dir: str, examples: str | None = None,
+             reason: str = "") -> dict:
+    """Runs the TFX adapter's function; returns the report, with the artifact's properties."""
+    verdict = run_validator(model_uri, base, out_dir, examples, reason)
     with open(os.path.join(verdict.uri, "report.json")) as f:
         report = json.load(f)
     report["_properties"] = {
@@ -149,8 +164,8 @@ def test_breaking_change_is_blocked_and_reported(models, stable_base, tmp_path):
 
 def test_allowed_breaking_change_passes_and_the_reason_is_recorded(models, stable_base,
                                                                    tmp_path):
-    report = validate(models["no_island"], stable_base, reason=REASON,
-                      out_dir=str(tmp_path / "verdict"))
+    verdict_dir = str(tmp_path / "verdict")
+    report = validate(models["no_island"], stable_base, reason=REASON, out_dir=verdict_dir)
     assert report["_properties"]["blessed"] == 1 and report["_properties"]["reasons"] == []
     assert report["allowed_breaking_change"]["reason"] == REASON
     assert report["allowed_breaking_change"]["changes"] == [
@@ -159,12 +174,17 @@ def test_allowed_breaking_change_passes_and_the_reason_is_recorded(models, stabl
     ]
     # Released (as the pusher does): the new contract replaces the old, with the reason.
     base = stable_base
-    release = release_version(base, os.path.join(models["no_island"], "Format-Serving"),
-                              "penguin", channel="canary", git_commit="unknown")
-    keep_contract(base, report, release)
-    contract, meta = read_contract_file(base)
-    assert "island" not in contract.signatures["predict_raw"].inputs
-    assert meta["version"] == release.version == 2 and meta["reason"] == REASON
+    verdict = read_verdict(verdict_dir)
+    release = release_version(base, ReleaseRequest(
+        model_dir=os.path.join(models["no_island"], "Format-Serving"), model_name="penguin",
+        channel="canary",
+        git_commit="unknown", contract=verdict.contract,
+        breaking_change_reason=verdict.allowed_breaking_reason,
+    ))
+    kept = read_contract(base)
+    assert "island" not in kept.contract.signatures["predict_raw"].inputs
+    assert kept.version == release.version == 2 and kept.reason == REASON
+    assert release.notes == {"breaking_change_reason": REASON}
     config = model_server_config_pb2.ModelServerConfig()
     text_format.Parse(open(os.path.join(base, "models.config")).read(), config)
     [model] = config.model_config_list.config
@@ -188,3 +208,48 @@ def test_model_with_non_finite_outputs_is_not_blessed_even_with_a_reason(tmp_pat
         "serving_default: output 'probabilities' has NaN or infinite values on 32 evaluation "
         "examples"
     ]
+
+
+def test_pusher_releases_with_the_verdicts_contract_and_annotates_the_pushed_model(
+        models, tmp_path, monkeypatch):
+    from components.pusher import component as pusher
+
+    monkeypatch.setattr(pusher, "overall_metrics", lambda uri: {"accuracy": 0.9})
+    base = str(tmp_path / "serving" / "penguin")
+    model = standard_artifacts.Model()
+    model.uri = models["full"]
+    blessing, evaluation = standard_artifacts.ModelBlessing(), standard_artifacts.ModelEvaluation()
+    examples = standard_artifacts.Examples()
+    examples.set_int_custom_property("span", 2)
+    verdict = run_validator(models["full"], base, str(tmp_path / "verdict"))
+
+    def push(evaluator_blessed: int):
+        blessing.set_int_custom_property("blessed", evaluator_blessed)
+        pushed = standard_artifacts.PushedModel()
+        pusher.ServingPusher.test_call(
+            model=model, model_blessing=blessing, signature_verdict=verdict,
+            evaluation=evaluation, examples=examples, pushed_model=pushed, base_path=base,
+            model_name="penguin", channel="canary", batching_json="",
+        )
+        return {k: getattr(v, v.WhichOneof("value"))
+                for k, v in pushed.mlmd_artifact.custom_properties.items()}
+
+    assert push(0) == {"pushed": 0,
+                       "not_pushed_reason": "the Evaluator did not bless the model"}
+    assert not os.path.exists(base)
+    props = push(1)
+    tag = props.pop("tag")
+    assert re.fullmatch(r"canary-v1-\d{8}", tag)
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", props.pop("git_commit"))
+    assert props.pop("content_hash") == read_releases(base)[0].content_hash
+    assert props.pop("pushed_at") == read_releases(base)[0].pushed_at
+    assert props == {
+        "pushed": 1, "pushed_version": 1, "pushed_destination": os.path.join(base, "1"),
+        "reused_existing_version": 0, "channel": "canary", "model_name": "penguin",
+        "metrics": '{"accuracy": 0.9}', "spans": "[2]", "release_number": 1, "blessed": 1,
+        "mlmd_ids": json.dumps({"evaluation": 0, "examples": 0, "model": 0,
+                                "model_blessing": 0, "signature_verdict": 0}),
+        "breaking_change_reason": "",
+    }
+    kept = read_contract(base)
+    assert kept.version == 1 and kept.contract == read_verdict(verdict.uri).contract

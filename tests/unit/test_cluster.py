@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from components.trainer import strategy
 from components.trainer.cluster import (
     ClusterConfigError,
     ClusterTask,
@@ -17,7 +18,7 @@ from components.trainer.cluster import (
     local_tf_configs,
     parse_tf_config,
 )
-from components.trainer.strategy import resolve_communication
+from components.trainer.strategy import CommunicationError, gpus_visible, resolve_communication
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -217,10 +218,49 @@ def test_explicit_choices_are_kept():
 
 
 def test_nccl_without_gpu_is_an_error_naming_the_key():
-    with pytest.raises(ValueError) as info:
+    # The pipeline's preflight puts the configuration file in front of this message.
+    with pytest.raises(CommunicationError) as info:
         resolve_communication("nccl", 0)
-    assert "trainer.distribution.communication" in str(info.value)
-    assert "GPU" in str(info.value)
+    assert str(info.value) == (
+        "trainer.distribution.communication: nccl needs a GPU, none is visible (use ring or auto)"
+    )
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.fixture
+def nvidia_gpus(tmp_path, monkeypatch):
+    """A driver directory listing `n` GPUs, as /proc/driver/nvidia/gpus does."""
+
+    def make(n: int) -> None:
+        gpus = tmp_path / "gpus"
+        gpus.mkdir()
+        for i in range(n):
+            (gpus / f"0000:0{i}:00.0").mkdir()
+        monkeypatch.setattr(strategy, "NVIDIA_GPUS_DIR", str(gpus))
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return make
+
+
+def test_gpus_visible_counts_the_driver_entries(nvidia_gpus):
+    nvidia_gpus(2)
+    assert gpus_visible() == 2
+
+
+def test_gpus_visible_is_bounded_by_cuda_visible_devices(nvidia_gpus, monkeypatch):
+    nvidia_gpus(4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    assert gpus_visible() == 2
+    for hidden in ("", "-1", " "):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert gpus_visible() == 0
+
+
+def test_no_driver_means_no_gpu(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(strategy, "NVIDIA_GPUS_DIR", str(tmp_path / "absent"))
+    assert gpus_visible() == 0
+    assert resolve_communication("auto", gpus_visible()) == "ring"
 
 
 def test_nccl_is_a_valid_config_choice():
@@ -235,9 +275,9 @@ def test_checks_run_without_importing_tensorflow():
     code = (
         "import sys\n"
         "from components.trainer.cluster import local_tf_configs, parse_tf_config\n"
-        "from components.trainer.strategy import resolve_communication\n"
+        "from components.trainer.strategy import gpus_visible, resolve_communication\n"
         "parse_tf_config(local_tf_configs([2222, 2223])[1])\n"
-        "resolve_communication('auto', 0)\n"
+        "resolve_communication('auto', gpus_visible())\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

@@ -322,12 +322,20 @@ def test_threshold_needs_a_bound(tmp_path):
     assert "evaluator.thresholds[0]: set lower_bound, upper_bound or max_regression" in msg
 
 
-def test_validate_on_a_dataclass_built_in_code():
+def test_validate_on_a_config_built_in_code():
     cfg = PipelineConfig()
     cfg.validate()  # the defaults are valid
     cfg.model.features = ["label", "x"]
     with pytest.raises(ConfigError, match=r"^<config>: model.features: must not contain"):
         cfg.validate()
+
+
+def test_where_names_the_last_layer_read(tmp_path):
+    assert PipelineConfig().where == "<config>"
+    assert load_config().where == str(config_mod.PROFILES_DIR / "local.yaml")
+    path = write(tmp_path, "trainer: {train_steps: 7}\n")
+    assert load_config(config_file=path).where == path
+    assert load_config(config_file=path, overrides={"data": {"span": 1}}).where == "command line"
 
 
 # --- round trip ----------------------------------------------------------------------------

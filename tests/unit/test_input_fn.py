@@ -6,8 +6,6 @@ import collections
 import math
 import os
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before anything imports tensorflow (tf_keras)
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -17,12 +17,13 @@ from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from components.metadata.release_operations import EXECUTION_TYPE, open_store
+from components.metadata import EXECUTION_TYPE, open_store
 from components.serving import (
     BatchingParametersError,
     InvalidNameError,
     ReleaseError,
     ReleaseRefused,
+    ReleaseRequest,
     ServingState,
     batching_parameters_text,
     check_label_rule,
@@ -35,7 +36,6 @@ from components.serving import (
     prune,
     read_releases,
     read_state,
-    record_release,
     release_version,
     rollback,
     set_traffic,
@@ -113,14 +113,15 @@ def watch(base):
     return ConfigWatcher(base)
 
 
-def release(tmp_path, base, seed: int, watch: ConfigWatcher | None = None, **kwargs):
-    kwargs.setdefault("now", DAY)
+def release(tmp_path, base, seed: int, watch: ConfigWatcher | None = None, *, now=DAY,
+            **fields):
+    """Release a new fake model of ``seed``; ``fields`` are ``ReleaseRequest``'s."""
+    model = make_model(tmp_path, f"model{seed}-{random.random()}", seed)
     result = release_version(
         str(base),
-        make_model(tmp_path, f"model{seed}-{random.random()}", seed),
-        "penguin",
+        ReleaseRequest(model_dir=model, model_name="penguin", **fields),
         between_steps=watch.step if watch else None,
-        **kwargs,
+        now=now,
     )
     if watch and (base / "models.config").exists():
         watch.after()
@@ -162,9 +163,11 @@ def test_channel_is_lower_case_but_model_names_may_have_capitals():
 def test_release_with_unsafe_names_writes_nothing(tmp_path, base):
     model = make_model(tmp_path, "m", 1)
     with pytest.raises(InvalidNameError, match="'../x'"):
-        release_version(str(base), model, "../x")
+        release_version(str(base), ReleaseRequest(model_dir=model, model_name="../x"))
     with pytest.raises(InvalidNameError, match="'can ary'"):
-        release_version(str(base), model, "penguin", channel="can ary")
+        release_version(
+            str(base), ReleaseRequest(model_dir=model, model_name="penguin", channel="can ary")
+        )
     assert not base.exists()
 
 
@@ -255,7 +258,9 @@ def test_an_interrupted_release_is_completed_by_releasing_the_same_model(tmp_pat
 
     model = make_model(tmp_path, "m", 1)
     ServingDir(str(base)).push(model)  # pushed, but no record, no labels (as if killed)
-    result = release_version(str(base), model, "penguin", now=DAY)
+    result = release_version(
+        str(base), ReleaseRequest(model_dir=model, model_name="penguin"), now=DAY
+    )
     assert (result.version, result.tag, result.reused) == (1, "canary-v1-20240520", True)
     assert read_state(str(base)).labels == {"canary": 1}
 
@@ -272,27 +277,17 @@ def test_release_refuses_bad_fields_and_another_model(tmp_path, base):
     release(tmp_path, base, 1)
     model = make_model(tmp_path, "other", 2)
     with pytest.raises(ReleaseRefused, match="metric 'auc'"):
-        release_version(str(base), model, "penguin", metrics={"auc": float("nan")})
+        release_version(
+            str(base),
+            ReleaseRequest(model_dir=model, model_name="penguin", metrics={"auc": float("nan")}),
+        )
     with pytest.raises(ReleaseRefused, match="span -1"):
-        release_version(str(base), model, "penguin", spans=[-1])
+        release_version(
+            str(base), ReleaseRequest(model_dir=model, model_name="penguin", spans=[-1])
+        )
     with pytest.raises(ReleaseRefused, match="serves model 'penguin'.*'churn'"):
-        release_version(str(base), model, "churn")
+        release_version(str(base), ReleaseRequest(model_dir=model, model_name="churn"))
     assert sorted(n for n in os.listdir(base) if n.isdigit()) == ["1"]
-
-
-def test_record_release_of_a_pushed_version(tmp_path, base):
-    from components.serving import ServingDir
-
-    pushed = ServingDir(str(base)).push(make_model(tmp_path, "m", 1))
-    rec = record_release(
-        str(base), "penguin", pushed.version, pushed.content_hash, "canary", {"loss": 0.1},
-        [3], None, {}, True, now=DAY,
-    )
-    assert rec.tag == "canary-v1-20240520"
-    with pytest.raises(ReleaseRefused, match="already released as canary-v1-20240520"):
-        record_release(str(base), "penguin", pushed.version, pushed.content_hash)
-    with pytest.raises(ReleaseRefused, match="version 9 does not exist"):
-        record_release(str(base), "penguin", 9, "x")
 
 
 # --- promote, rollback, traffic, prune ---------------------------------------------------------
@@ -478,7 +473,10 @@ def test_batching_parameters_rules_name_the_field(tmp_path, settings, field, why
         batching_parameters_text(settings)
     with pytest.raises(ReleaseRefused):
         release_version(
-            str(tmp_path / "b"), make_model(tmp_path, "m", 1), "penguin", batching=settings
+            str(tmp_path / "b"),
+            ReleaseRequest(
+                model_dir=make_model(tmp_path, "m", 1), model_name="penguin", batching=settings
+            ),
         )
     assert not (tmp_path / "b").exists()  # refused before the push
 
@@ -487,7 +485,7 @@ def test_batching_parameters_rules_name_the_field(tmp_path, settings, field, why
 
 
 def _put_pushed_model(store_path: str, base, version: int, pipeline: str = "penguin") -> int:
-    store = open_store(store_path)
+    store = open_store(store_path, create=True)
     type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="PushedModel"))
     artifact = metadata_store_pb2.Artifact(type_id=type_id, uri=f"/pipeline_root/Pusher/{version}")
     artifact.custom_properties["pushed"].int_value = 1
@@ -667,15 +665,26 @@ def test_version_directories_are_never_touched_by_operations(tmp_path, base):
         rollback(str(base))
 
 
-def test_release_notes_are_kept_in_the_record(tmp_path):
-    from components.serving import read_releases, release_version
-
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "saved_model.pb").write_bytes(os.urandom(64))
-    base = tmp_path / "serving"
-    rel = release_version(str(base), str(model), "penguin",
-                          notes={"breaking_change_reason": "drop island, agreed with clients"})
-    assert rel.notes == {"breaking_change_reason": "drop island, agreed with clients"}
+def test_release_notes_and_breaking_change_reason_are_kept_in_the_record(tmp_path, base):
+    rel = release(tmp_path, base, 1, notes={"ticket": "ML-12"},
+                  breaking_change_reason="drop island, agreed with clients")
+    assert rel.notes == {"ticket": "ML-12",
+                         "breaking_change_reason": "drop island, agreed with clients"}
     (stored,) = read_releases(str(base))
     assert stored.notes == rel.notes
+
+
+def test_fingerprint_changes_with_every_change_of_the_base_path(tmp_path, base):
+    from components.serving import fingerprint
+
+    assert fingerprint(str(base)) == "absent"
+    release(tmp_path, base, 1)
+    first = fingerprint(str(base))
+    assert fingerprint(str(base)) == first  # reading changes nothing
+    with pytest.raises(ReleaseRefused):
+        rollback(str(base))
+    assert fingerprint(str(base)) == first  # neither does a refused operation
+    promote(str(base), "canary")
+    promoted = fingerprint(str(base))
+    release(tmp_path, base, 2)
+    assert len({first, promoted, fingerprint(str(base))}) == 3

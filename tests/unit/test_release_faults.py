@@ -20,10 +20,12 @@ import sys
 import textwrap
 import time
 
+import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from components.serving import (
+    ReleaseRequest,
     list_releases,
     model_content_hash,
     promote,
@@ -157,11 +159,14 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {repo!r})
-    from components.serving import release_version
+    from components.serving import ReleaseRequest, release_version
     print("ready", flush=True)
     start = time.perf_counter()
     release_version(
-        {base!r}, {model!r}, "penguin", metrics={{"loss": 0.1}}, spans=[{trial}],
+        {base!r},
+        ReleaseRequest(
+            model_dir={model!r}, model_name="penguin", metrics={{"loss": 0.1}}, spans=[{trial}]
+        ),
         between_steps=lambda state: time.sleep({step_wait!r}),
     )
     print(f"done {{time.perf_counter() - start:.4f}}", flush=True)
@@ -176,6 +181,7 @@ def _start_release(base: str, model: str, trial: int) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_sigkill_during_releases_never_exposes_an_incomplete_version_or_config(tmp_path):
     base = str(tmp_path / "serving" / "penguin")
     models = [make_big_model(str(tmp_path), f"m{i}", seed=i) for i in range(TRIALS + 1)]
@@ -210,7 +216,7 @@ def test_sigkill_during_releases_never_exposes_an_incomplete_version_or_config(t
             )
             outcomes[state] = outcomes.get(state, 0) + 1
         # A last release runs to the end: it cleans up what the killed ones left.
-        last = release_version(base, models[TRIALS], "penguin")
+        last = release_version(base, ReleaseRequest(model_dir=models[TRIALS], model_name="penguin"))
     finally:
         stop.set()
         poller.join(timeout=60)
@@ -241,7 +247,9 @@ def test_sigkill_during_releases_never_exposes_an_incomplete_version_or_config(t
 def _release_after_barrier(base: str, model: str, barrier, results) -> None:
     barrier.wait()
     try:
-        result = release_version(base, model, "penguin", metrics={"loss": 0.2})
+        result = release_version(
+            base, ReleaseRequest(model_dir=model, model_name="penguin", metrics={"loss": 0.2})
+        )
     except Exception as e:  # reported to the test instead of leaving it waiting
         results.put((model, repr(e), None))
         raise

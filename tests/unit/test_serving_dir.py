@@ -15,7 +15,7 @@ import time
 import pytest
 
 from components.serving import PushError, PushResult, ServingDir, model_content_hash
-from components.serving import versions as serving_dir
+from components.serving.files import TMP_PREFIX
 
 # spawn, not fork: other tests in the session may have loaded TensorFlow's threads.
 CTX = multiprocessing.get_context("spawn")
@@ -38,7 +38,7 @@ def numeric_dirs(base) -> list[str]:
 
 
 def temp_entries(base) -> list[str]:
-    return [n for n in os.listdir(base) if n.startswith(serving_dir.TMP_PREFIX)]
+    return [n for n in os.listdir(base) if n.startswith(TMP_PREFIX)]
 
 
 def tree(path) -> dict[str, bytes]:

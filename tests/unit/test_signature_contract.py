@@ -1,25 +1,28 @@
-"""The serving contract: compare rules, JSON forms, the base path's contract file, and the
-verdict logic with a stand-in probe (no TensorFlow)."""
+"""The serving contract: compare rules, JSON forms, and the verdict logic with a stand-in probe
+(no TensorFlow). The contract kept with a release: ``test_release_contract.py``."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from components.serving.contract import (
-    CONTRACT_FILE,
+from components.serving import (
     Contract,
     ContractError,
+    ReleaseRequest,
     SignatureSpec,
     TensorSpec,
-    compare_contracts,
-    compatible_changes,
-    read_contract_file,
-    write_contract_file,
+    release_version,
 )
-from components.signature.validate import ProbeError, validate_signature
+from components.signature.compatibility import compare_contracts, compatible_changes
+from components.signature.validate import (
+    ProbeError,
+    Verdict,
+    read_verdict,
+    validate_signature,
+    write_verdict,
+)
 
 FEATURES = {"bill_length_mm": "float32", "island": "string", "year": "int64"}
 
@@ -173,26 +176,6 @@ def test_malformed_contract_names_the_key(data, needle):
     assert needle in str(info.value)
 
 
-def test_contract_file_is_written_once_then_replaced_only_on_request(tmp_path):
-    base = str(tmp_path / "serving")
-    assert read_contract_file(base) is None
-    assert write_contract_file(base, contract(), 1) is True
-    assert write_contract_file(base, contract(classes=4), 2) is False
-    kept, meta = read_contract_file(base)
-    assert kept == contract() and meta["version"] == 1 and meta["reason"] == ""
-    assert write_contract_file(base, contract(classes=4), 3, "v2 API", replace=True) is True
-    kept, meta = read_contract_file(base)
-    assert kept == contract(classes=4) and meta == {**meta, "version": 3, "reason": "v2 API"}
-    # Written through a temporary name and a rename: nothing else is left in the directory.
-    assert sorted(os.listdir(base)) == [".lock", CONTRACT_FILE]
-
-
-def test_unreadable_contract_file_names_it(tmp_path):
-    (tmp_path / CONTRACT_FILE).write_text("{not json")
-    with pytest.raises(ContractError, match=CONTRACT_FILE):
-        read_contract_file(str(tmp_path))
-
-
 # --- the verdict, with a stand-in probe ------------------------------------------------------
 
 
@@ -252,8 +235,13 @@ def test_breaking_change_against_stable_blocks_then_a_reason_lets_it_through(tmp
 
 
 def test_config_contract_wins_over_the_kept_one(tmp_path):
-    base = str(tmp_path)
-    write_contract_file(base, contract(classes=4), 1)
+    base = str(tmp_path / "serving")
+    model = tmp_path / "released"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"a model")
+    release_version(
+        base, ReleaseRequest(model_dir=str(model), model_name="m", contract=contract(classes=4))
+    )
     probe = fake_probe({"cand": contract()})
     kept = validate_signature("cand", "g", base, probe=probe)
     assert not kept.blessed and "set by version 1" in kept.report["contract_source"]
@@ -272,3 +260,19 @@ def test_unreadable_stable_version_fails_closed(tmp_path):
 def test_candidate_that_does_not_load_is_not_blessed(tmp_path):
     v = validate_signature("missing", "g", str(tmp_path), probe=fake_probe({}))
     assert not v.blessed and "no such model" in v.reasons[0]
+
+
+def test_verdict_report_round_trips_with_the_candidate_contract(tmp_path):
+    probe = fake_probe({"cand": contract()})
+    verdict = validate_signature("cand", "g", str(tmp_path / "none"), probe=probe,
+                                 allow_breaking_reason="unused: nothing breaks")
+    write_verdict(str(tmp_path / "verdict"), verdict)
+    read = read_verdict(str(tmp_path / "verdict"))
+    assert (read.blessed, read.reasons, read.report) == (True, [], verdict.report)
+    assert read.contract == contract()
+    assert read.allowed_breaking_reason == ""  # nothing broke, so nothing was allowed
+    missing = read_verdict(str(tmp_path / "nowhere"))
+    assert (missing.blessed, missing.contract, missing.allowed_breaking_reason) == (
+        False, None, "")
+    assert Verdict(True, report={"allowed_breaking_change": {"reason": "r"}}) \
+        .allowed_breaking_reason == "r"

@@ -13,7 +13,7 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from pipeline.app.report import open_store
+from components.metadata import open_store
 from pipeline.app.up_to_date import check, input_fingerprint, save_record, source_fingerprint
 from pipeline.config import load_config
 
@@ -172,6 +172,13 @@ def test_source_fingerprint_follows_every_python_file(tmp_path):
     assert source_fingerprint(tmp_path) != before
 
 
+def test_source_fingerprint_reads_this_repository_by_default(tmp_path):
+    # A wrong default root (e.g. after the module moved) hashes no file at all.
+    (tmp_path / "empty").mkdir()
+    assert source_fingerprint() == source_fingerprint(REPO)
+    assert source_fingerprint() != source_fingerprint(tmp_path / "empty")
+
+
 def test_record_is_plain_json_in_the_pipeline_root(setup):
     _, cfg, _, _ = setup
     record = json.loads((Path(cfg.resolved_pipeline_root) / "last_run.json").read_text())
@@ -180,16 +187,19 @@ def test_record_is_plain_json_in_the_pipeline_root(setup):
     assert record["result"]["run_id"] == RUN
 
 
-def test_run_local_reuses_the_run_and_leaves_no_progress_handler(setup):
+def test_run_pipeline_reuses_the_run_and_leaves_no_progress_handler(setup):
     import logging
 
-    from runners.local import _ProgressHandler, run_local
+    from pipeline.app.progress import ProgressHandler
+    from pipeline.app.run import run_pipeline
 
     _, cfg, _, _ = setup
+    started = []
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        result = run_local(cfg, on_progress=lambda *a: None)
+        result = run_pipeline(cfg, lambda cfg, run_id: started.append(run_id),
+                              on_progress=lambda *a: None)
         left = list(root.handlers)
     finally:
         for h in list(root.handlers):
@@ -201,4 +211,5 @@ def test_run_local_reuses_the_run_and_leaves_no_progress_handler(setup):
                 root.addHandler(h)
         root.setLevel(level)
     assert result.status == "succeeded" and result.up_to_date_with == RUN
-    assert not any(isinstance(h, _ProgressHandler) for h in left)
+    assert started == []  # the runner was never asked
+    assert not any(isinstance(h, ProgressHandler) for h in left)

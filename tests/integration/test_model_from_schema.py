@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import os
 
-# The project uses Keras 2 (tf_keras); tf.keras must resolve to it, so this comes before any
-# import of tensorflow.
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow_metadata.proto.v0 import schema_pb2  # noqa: E402
-
-from components.trainer.features import (  # noqa: E402
+from components.trainer.features import (
     INT_MISSING,
     FeatureInfo,
     FeatureSpecError,
@@ -26,7 +22,7 @@ from components.trainer.features import (  # noqa: E402
     load_schema,
     select_features,
 )
-from components.trainer.model import (  # noqa: E402
+from components.trainer.model import (
     CLASS_ID,
     PREDICTION,
     PROBABILITIES,
@@ -34,9 +30,10 @@ from components.trainer.model import (  # noqa: E402
     export_model,
     serving_signatures,
 )
-from components.trainer.run_fn import train_and_export  # noqa: E402
-from data import synthetic  # noqa: E402
-from pipeline.config import config_to_dict, load_config  # noqa: E402
+from components.trainer.run_fn import train_and_export
+from components.trainer.settings import ModelConfig, TrainJob
+from data import synthetic
+from pipeline.config import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN_SCHEMA = os.path.join(REPO, "data", "schema", "schema.pbtxt")
@@ -44,6 +41,8 @@ PENGUIN_SPAN = os.path.join(REPO, "data", "penguins", "span-2")
 PENGUIN_TRAIN = os.path.join(PENGUIN_SPAN, "Split-train", "*.gz")
 PENGUIN_EVAL = os.path.join(PENGUIN_SPAN, "Split-eval", "*.gz")
 MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
+
+pytestmark = pytest.mark.slow
 
 PENGUIN_STEPS = 300
 SYNTH_STEPS = 200
@@ -92,11 +91,10 @@ def serve(loaded, records: list[bytes]) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in out.items()}
 
 
-def trainer_config(**model) -> dict:
-    """The `{"model": ..., "trainer": ...}` dict train_and_export expects, from the profile."""
-    cfg = config_to_dict(load_config())
-    cfg["model"].update(model)
-    return {"model": cfg["model"], "trainer": cfg["trainer"]}
+def settings(**model) -> dict:
+    """The profile's model and trainer settings for a TrainJob, `model` keys replaced."""
+    cfg = load_config(overrides={"model": model} if model else None)
+    return {"model": cfg.model, "trainer": cfg.trainer}
 
 
 def feature(name: str, ftype, **fields) -> schema_pb2.Feature:
@@ -122,15 +120,15 @@ def penguin_features(penguin_schema):
 @pytest.fixture(scope="module")
 def penguin_model(tmp_path_factory):
     export_dir = str(tmp_path_factory.mktemp("penguin") / "model")
-    metrics = train_and_export(
+    metrics = train_and_export(TrainJob(
         train_files=tf.io.gfile.glob(PENGUIN_TRAIN),
         eval_files=tf.io.gfile.glob(PENGUIN_EVAL),
         schema_path=PENGUIN_SCHEMA,
         serving_model_dir=export_dir,
-        config=trainer_config(),
         train_steps=PENGUIN_STEPS,
         eval_steps=3,
-    )
+        **settings(),
+    ))
     return export_dir, metrics, tf.saved_model.load(export_dir)
 
 
@@ -143,15 +141,15 @@ def synth_layout(tmp_path_factory):
 @pytest.fixture(scope="module")
 def synth_model(synth_layout, tmp_path_factory):
     export_dir = str(tmp_path_factory.mktemp("synthetic_model") / "model")
-    metrics = train_and_export(
-        train_files=synth_layout.train,
-        eval_files=synth_layout.eval,
+    metrics = train_and_export(TrainJob(
+        train_files=list(synth_layout.train),
+        eval_files=list(synth_layout.eval),
         schema_path=synth_layout.schema,
         serving_model_dir=export_dir,
-        config=trainer_config(label="label", task="binary"),
         train_steps=SYNTH_STEPS,
         eval_steps=10,
-    )
+        **settings(label="label", task="binary"),
+    ))
     return export_dir, metrics, tf.saved_model.load(export_dir)
 
 
@@ -292,8 +290,11 @@ def test_load_schema_errors_name_the_file(tmp_path):
 
 def test_built_model_takes_raw_features_and_encodes_by_kind():
     features, label = select_features(synthetic.synthetic_schema(), "label", None, "binary")
-    model = build_model(features, label, {"age": (54.0, 400.0)}, hidden_units=[4],
-                        embedding_threshold=20, embedding_dim=3)
+    model = build_model(
+        features, label, {"age": (54.0, 400.0)},
+        ModelConfig(hidden_units=[4], embedding_threshold=20, embedding_dim=3),
+        learning_rate=0.01,
+    )
     assert {i.name: i.dtype for i in model.inputs} == {
         "age": tf.int64, "bucket": tf.int64, "city": tf.string, "color": tf.string,
         "f0": tf.float32, "f1": tf.float32, "f2": tf.float32, "f3": tf.float32,
@@ -313,7 +314,8 @@ def test_regression_and_hashed_features_serve_predictions():
         FeatureInfo("x", "float", "float32"),
     ]
     label = LabelInfo("y", "regression", "float32", None)
-    model = build_model(features, label, {"x": (2.0, 4.0)}, hidden_units=[3], hash_buckets=7)
+    model = build_model(features, label, {"x": (2.0, 4.0)},
+                        ModelConfig(hidden_units=[3], hash_buckets=7), learning_rate=0.01)
     assert model.get_layer("hash_word").num_bins == 7
     sigs = serving_signatures(model, features, label)
     assert set(sigs) == {"serving_default", "predict_raw"}
@@ -339,7 +341,7 @@ def test_regression_and_hashed_features_serve_predictions():
 
 def test_export_model_writes_both_signatures(tmp_path, penguin_features):
     features, label = penguin_features
-    model = build_model(features, label, {}, hidden_units=[2])
+    model = build_model(features, label, {}, ModelConfig(hidden_units=[2]), learning_rate=0.01)
     export_model(model, features, label, str(tmp_path / "m"))
     loaded = tf.saved_model.load(str(tmp_path / "m"))
     assert set(loaded.signatures) == {"serving_default", "predict_raw"}

@@ -1,0 +1,205 @@
+"""The questions the project asks of ML Metadata, named like MLMD's own API (``get_...``).
+
+How TFX's LocalDagRunner lays a run out, which these queries rely on:
+- contexts of type ``pipeline`` (the pipeline's name), ``pipeline_run`` (the run id) and
+  ``node`` (``<pipeline>.<node id>``); each execution is associated with its run and node;
+- events link executions to artifacts, INPUT or OUTPUT, the first path step being the key of
+  the component's input or output (``model``, ``pushed_model``, ...);
+- the pusher's ``PushedModel`` carries custom properties ``pushed_version`` and
+  ``pushed_destination`` (the version directory).
+
+Execution states are read by their names in ``metadata_store_pb2.Execution.State``.
+``ml_metadata`` is imported only inside the functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ml_metadata.metadata_store.metadata_store import MetadataStore
+    from ml_metadata.proto.metadata_store_pb2 import Artifact, Execution
+
+__all__ = [
+    "EXECUTION_STATES",
+    "custom_property",
+    "execution_state",
+    "get_input_artifacts",
+    "get_models_released_as",
+    "get_output_artifacts",
+    "get_pushed_models",
+    "get_release_operations",
+    "get_run_executions",
+    "metadata_watermark",
+]
+
+# MLMD's state name -> the project's word (what reports and the CLI show).
+EXECUTION_STATES = {
+    "UNKNOWN": "unknown",
+    "NEW": "new",
+    "RUNNING": "running",
+    "COMPLETE": "succeeded",
+    "FAILED": "failed",
+    "CACHED": "cached",
+    "CANCELED": "canceled",
+}
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+PUSHED_MODEL_TYPE = "PushedModel"
+# The pusher's input key for the model it pushes.
+PUSHER_MODEL_INPUT = "model"
+RELEASE_OPERATION_TYPE = "ReleaseOperation"
+
+
+def execution_state(execution: Execution) -> str:
+    """The execution's ``last_known_state`` in the project's words ("succeeded", "cached", ...);
+    "unknown" for a state this module does not know."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    try:
+        name = pb.Execution.State.Name(execution.last_known_state)
+    except ValueError:  # a state added by a later MLMD
+        return "unknown"
+    return EXECUTION_STATES.get(name, "unknown")
+
+
+def custom_property(artifact: Artifact | Execution, key: str) -> Any:
+    """The value of custom property ``key`` (int, str, float, ...), or None when absent."""
+    if key not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[key]
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+def get_run_executions(store: MetadataStore, pipeline_name: str, run_id: str
+                       ) -> dict[str, Execution]:
+    """Node id -> the execution of that node in run ``run_id`` of ``pipeline_name`` (the
+    newest, should a node have several); {} for an unknown run."""
+    run = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
+    if run is None:
+        return {}
+    in_run = {e.id for e in store.get_executions_by_context(run.id)}
+    prefix = f"{pipeline_name}."
+    out: dict[str, Execution] = {}
+    for node in store.get_contexts_by_type(NODE_CONTEXT):
+        if not node.name.startswith(prefix):
+            continue
+        for execution in sorted(store.get_executions_by_context(node.id), key=lambda e: e.id):
+            if execution.id in in_run:
+                out[node.name[len(prefix):]] = execution
+    return out
+
+
+def get_output_artifacts(store: MetadataStore, execution_id: int, key: str | None = None
+                         ) -> list[Artifact]:
+    """The artifacts ``execution_id`` output (under output ``key`` if given), by id."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    return _linked_artifacts(store, [execution_id], pb.Event.OUTPUT, key)
+
+
+def get_input_artifacts(store: MetadataStore, execution_id: int, key: str | None = None
+                        ) -> list[Artifact]:
+    """The artifacts ``execution_id`` took as input (under input ``key`` if given), by id."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    return _linked_artifacts(store, [execution_id], pb.Event.INPUT, key)
+
+
+def get_pushed_models(store: MetadataStore, base_path: str | os.PathLike[str], version: int
+                      ) -> list[Artifact]:
+    """The PushedModel artifacts of ``version`` of ``base_path``, oldest first.
+
+    An artifact matches when its ``pushed_version`` is ``version`` and its
+    ``pushed_destination`` is that version's directory (or the base path itself).
+    """
+    import ml_metadata as mlmd
+
+    base = os.path.normpath(os.path.abspath(base_path))
+    try:
+        candidates = store.get_artifacts(list_options=mlmd.ListOptions(filter_query=(
+            f"type = '{PUSHED_MODEL_TYPE}' AND "
+            f"custom_properties.pushed_version.int_value = {int(version)}"
+        )))
+    except mlmd.errors.NotFoundError:  # no PushedModel type yet
+        return []
+    matches = []
+    for artifact in candidates:
+        destination = custom_property(artifact, "pushed_destination")
+        if not destination:
+            continue
+        if os.path.normpath(os.path.abspath(destination)) in (
+                base, os.path.join(base, str(version))):
+            matches.append(artifact)
+    return sorted(matches, key=lambda a: a.id)
+
+
+def get_models_released_as(store: MetadataStore, base_path: str | os.PathLike[str],
+                           version: int) -> list[Artifact]:
+    """The Model artifacts whose push produced ``version`` of ``base_path``, by id: from each
+    PushedModel to the execution that output it, to that execution's input ``model``.
+    Several when identical models were pushed as one (reused) version."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    pushed = get_pushed_models(store, base_path, version)
+    if not pushed:
+        return []
+    pushers = sorted({
+        e.execution_id for e in store.get_events_by_artifact_ids([a.id for a in pushed])
+        if e.type == pb.Event.OUTPUT
+    })
+    return _linked_artifacts(store, pushers, pb.Event.INPUT, PUSHER_MODEL_INPUT)
+
+
+def get_release_operations(store: MetadataStore, base_path: str | os.PathLike[str],
+                           version: int) -> list[Execution]:
+    """The ``ReleaseOperation`` executions linked (INPUT events) to the PushedModels of
+    ``version`` of ``base_path``, oldest first. An operation on a version this store never saw
+    pushed has no link, so it is not among them."""
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    pushed = get_pushed_models(store, base_path, version)
+    if not pushed:
+        return []
+    ids = sorted({
+        e.execution_id for e in store.get_events_by_artifact_ids([a.id for a in pushed])
+        if e.type == pb.Event.INPUT
+    })
+    try:
+        release_type = store.get_execution_type(RELEASE_OPERATION_TYPE)
+    except mlmd.errors.NotFoundError:  # nothing was ever released through this store
+        return []
+    executions = store.get_executions_by_id(ids) if ids else []
+    return sorted((e for e in executions if e.type_id == release_type.id), key=lambda e: e.id)
+
+
+def metadata_watermark(store: MetadataStore) -> str:
+    """A digest of the newest id and the newest update of executions, artifacts and contexts:
+    it changes when any of them is added or updated."""
+    from ml_metadata.metadata_store import ListOptions, OrderByField
+
+    marks = []
+    for get in (store.get_executions, store.get_artifacts, store.get_contexts):
+        for order in (OrderByField.ID, OrderByField.UPDATE_TIME):
+            newest = get(list_options=ListOptions(limit=1, order_by=order, is_asc=False))
+            marks.append([newest[0].id, newest[0].last_update_time_since_epoch] if newest else None)
+    # Same digest as the run records written before this module owned it (up_to_date._sha).
+    return hashlib.sha256(json.dumps(marks, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _linked_artifacts(store: MetadataStore, execution_ids: list[int], kind: int,
+                      key: str | None) -> list[Artifact]:
+    """Artifacts linked to ``execution_ids`` by events of type ``kind`` (and first path step
+    ``key``, if given), by id."""
+    if not execution_ids:
+        return []
+    ids = sorted({
+        e.artifact_id for e in store.get_events_by_execution_ids(execution_ids)
+        if e.type == kind and (key is None or (e.path.steps and e.path.steps[0].key == key))
+    })
+    return sorted(store.get_artifacts_by_id(ids), key=lambda a: a.id) if ids else []

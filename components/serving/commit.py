@@ -1,0 +1,227 @@
+"""How a change of labels is committed to a base path, and what every operation shares.
+
+A label change rewrites three files, in an order that never lets a reader see a dangling
+reference: ``routing.json`` first when it only stops or keeps sending to labels that exist (the
+canary's share drops to 0 before the canary label moves or goes), last when it starts sending to
+a label that the config is about to create (the first ``stable``); ``models.config`` through the
+two-step label move (``apply_serving_state``); then ``labels.json``, the source of truth.
+
+``locked_operation`` is the start of promote, rollback, traffic and prune: the base path's lock,
+clean-up of a killed writer's temporaries, the label state before the change.
+``record_in_metadata`` writes the operation's ``ReleaseOperation`` execution to ML Metadata
+when a store is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from components.metadata import (
+    MetadataError,
+    OperationRecord,
+    RecordedOperation,
+    record_operation,
+)
+from components.serving.errors import ReleaseError, ReleaseRefused
+from components.serving.files import write_json
+from components.serving.labels import LabelState, read_state, write_state
+from components.serving.models_config import ServingState, apply_serving_state
+from components.serving.versions import ServingDir
+
+__all__ = [
+    "ROUTING_FILE",
+    "BetweenSteps",
+    "OperationContext",
+    "commit_labels",
+    "current_actor",
+    "history_entry",
+    "locked_operation",
+    "record_in_metadata",
+    "utc",
+]
+
+ROUTING_FILE = "routing.json"
+BetweenSteps = Callable[[ServingState], None]
+
+
+def utc(now: dt.datetime | None) -> dt.datetime:
+    """``now`` (default: the current time) in UTC."""
+    return (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+
+
+def current_actor() -> str:
+    """Who runs this process: the login name, or the uid when there is none."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        return f"uid {os.getuid()}"
+
+
+def _target(base_path: str, state: LabelState) -> ServingState | None:
+    if not state.labels or state.model_name is None:
+        return None
+    return ServingState(state.model_name, base_path, tuple(state.labels.values()), state.labels)
+
+
+def _write_routing(base_path: str, state: LabelState, when: str) -> None:
+    write_json(
+        os.path.join(base_path, ROUTING_FILE),
+        {
+            "model_name": state.model_name,
+            "weights": state.routing_weights(),
+            "versions": dict(sorted(state.labels.items())),
+            "updated_at": when,
+        },
+    )
+
+
+def commit_labels(
+    base_path: str,
+    before: LabelState,
+    after: LabelState,
+    *,
+    between_steps: BetweenSteps | None,
+    when: str,
+) -> tuple[ServingState, ...]:
+    """Write routing.json, models.config and labels.json in the order the module describes.
+
+    Call under the lock.
+
+    Returns:
+        The ``models.config`` states written, in order.
+    """
+    routing_first = all(
+        label in before.labels for label, weight in after.routing_weights().items() if weight > 0
+    )
+    if routing_first:
+        _write_routing(base_path, after, when)
+    target = _target(base_path, after)
+    steps = apply_serving_state(base_path, target, between_steps) if target else []
+    write_state(base_path, after)
+    if not routing_first:
+        _write_routing(base_path, after, when)
+    return tuple(steps)
+
+
+def history_entry(
+    operation: str, state: LabelState, *, when: str, actor: str, reason: str | None, **extra: Any
+) -> dict[str, Any]:
+    """One entry of ``labels.json``'s history: the operation, who, when, why, labels after."""
+    return {
+        "operation": operation,
+        "at": when,
+        "actor": actor,
+        "reason": reason or "",
+        "labels": dict(sorted(state.labels.items())),
+        "canary_percent": state.canary_percent,
+        **extra,
+    }
+
+
+@dataclass(frozen=True)
+class OperationContext:
+    """An operation under way, under the base path's lock.
+
+    Attributes:
+        serving: the base path's ``ServingDir``.
+        base: the absolute base path.
+        when: the operation time, UTC ISO 8601.
+        actor: who runs it.
+        reason: why, as given ("" or None when not given).
+        before: the label state before the change.
+        metadata_path: the ML Metadata SQLite file to record in (None: not recorded).
+        pipeline_name: the pipeline whose context the execution joins, if present.
+    """
+
+    serving: ServingDir
+    base: str
+    when: str
+    actor: str
+    reason: str | None
+    before: LabelState
+    metadata_path: str | None
+    pipeline_name: str | None
+
+    def history_entry(self, operation: str, after: LabelState, **extra: Any) -> dict[str, Any]:
+        """``history_entry`` of this operation."""
+        return history_entry(
+            operation, after, when=self.when, actor=self.actor, reason=self.reason, **extra
+        )
+
+    def commit(
+        self, after: LabelState, between_steps: BetweenSteps | None
+    ) -> tuple[ServingState, ...]:
+        """``commit_labels`` from the state before this operation to ``after``."""
+        return commit_labels(
+            self.base, self.before, after, between_steps=between_steps, when=self.when
+        )
+
+
+@contextlib.contextmanager
+def locked_operation(
+    base_path: str,
+    *,
+    reason: str | None,
+    actor: str | None,
+    metadata_path: str | None,
+    pipeline_name: str | None,
+    now: dt.datetime | None,
+) -> Iterator[OperationContext]:
+    """Hold the base path's lock for an operation on released versions.
+
+    Raises:
+        ReleaseRefused: the base path holds no release yet.
+    """
+    serving = ServingDir(base_path)
+    base = serving.base_path
+    when = utc(now).isoformat(timespec="seconds")
+    with serving.lock():
+        serving.remove_stale_temporaries()
+        before = read_state(base)
+        if before.model_name is None:
+            raise ReleaseRefused(f"nothing has been released in {base}")
+        yield OperationContext(
+            serving, base, when, actor or current_actor(), reason, before, metadata_path,
+            pipeline_name,
+        )
+
+
+def record_in_metadata(
+    ctx: OperationContext,
+    operation: str,
+    after: LabelState,
+    *,
+    version: int | None,
+    tag: str,
+    linked: Iterable[int],
+    details: dict[str, Any],
+) -> RecordedOperation | None:
+    """Record the operation in ML Metadata, if the context names a store.
+
+    Raises:
+        ReleaseError: recording failed (the change itself was applied).
+    """
+    if ctx.metadata_path is None:
+        return None
+    entry = OperationRecord(
+        operation=operation,
+        model_name=after.model_name or "",
+        base_path=ctx.base,
+        tag=tag,
+        version=version or 0,
+        actor=ctx.actor,
+        reason=ctx.reason or "",
+        timestamp=ctx.when,
+        linked_versions=tuple(linked),
+        details=details,
+    )
+    try:
+        return record_operation(ctx.metadata_path, entry, ctx.pipeline_name)
+    except MetadataError as e:
+        raise ReleaseError(f"{operation} was applied, but not recorded in ML Metadata: {e}") from e

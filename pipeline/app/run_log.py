@@ -1,0 +1,54 @@
+"""A run's log file and its one-line error: the terminal shows the line, the file the rest."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+class RunLogHandler(logging.FileHandler):
+    """The handler of `<work_dir>/logs/<run_id>.log` (a class of its own so that the next run
+    in the same process replaces it instead of writing to both files)."""
+
+
+def open_run_log(log_file: str) -> logging.Handler:
+    """Sends every library log line (TFX, Beam, absl, the project) to `log_file` instead of
+    the terminal, at INFO, from now until the process ends or the next run opens its log."""
+    from absl import logging as absl_logging
+
+    os.makedirs(os.path.dirname(log_file), exist_ok=True)
+    handler = RunLogHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.removeHandler(absl_logging.get_absl_handler())
+    for h in list(root.handlers):
+        if isinstance(h, RunLogHandler) or (
+            isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        ):
+            root.removeHandler(h)
+            if isinstance(h, RunLogHandler):
+                h.close()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    return handler
+
+
+def error_line(exc: BaseException) -> str:
+    """The most specific, readable reason in an exception chain: the message of a project
+    error that names the file, feature or key, else the root cause's first line."""
+    from components.data_check import DataCheckError
+    from components.data_validation import AnomaliesFoundError
+    from pipeline.config import ConfigError
+
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in chain:
+        if isinstance(e, AnomaliesFoundError | DataCheckError | ConfigError):
+            return str(e)
+    root = chain[-1]
+    text = str(root).strip().splitlines()[0] if str(root).strip() else ""
+    return f"{type(root).__name__}: {text}" if text else type(root).__name__

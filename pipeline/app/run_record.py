@@ -1,0 +1,73 @@
+"""The record of the last successful run, around a run: the inputs fingerprinted before it
+starts, its outputs reused when nothing changed since, the record saved after it succeeds.
+
+The comparison itself is `pipeline.app.up_to_date`; this module is what a run does with it,
+and it never lets a problem with the record fail a run (in doubt, the run goes through TFX).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pipeline.app.run_result import ComponentRun, RunResult
+from pipeline.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+def inputs_before_run(cfg: PipelineConfig) -> dict[str, str] | None:
+    """The run's inputs as they are before it starts; None if they cannot be read (the run
+    then goes through TFX, whose checks report why)."""
+    from pipeline.app.up_to_date import input_fingerprint
+    from pipeline.spans import selected_span
+
+    try:
+        return input_fingerprint(cfg, selected_span(cfg))
+    except Exception:  # noqa: BLE001
+        log.info("inputs not fingerprinted", exc_info=True)
+        return None
+
+
+def reuse_last_run(cfg: PipelineConfig, result: RunResult, inputs: dict[str, str]) -> bool:
+    """Fills `result` from the last successful run and says True when nothing changed since."""
+    from components.metadata import open_store
+    from pipeline.app.up_to_date import check
+
+    if not os.path.exists(cfg.resolved_metadata_path):
+        return False
+    try:
+        freshness = check(cfg, inputs, open_store(cfg.resolved_metadata_path))
+    except Exception:  # noqa: BLE001  (when in doubt, go through TFX)
+        log.warning("up-to-date check failed; running through TFX", exc_info=True)
+        return False
+    if not freshness.up_to_date:
+        log.info("running through TFX: %s", freshness.reason)
+        return False
+    last = freshness.record["result"]
+    log.info("up to date with run %s: inputs, metadata and serving unchanged; "
+             "its outputs are reused and TFX is not started", last["run_id"])
+    result.status = "succeeded"
+    result.up_to_date_with = last["run_id"]
+    result.components = [
+        ComponentRun(name=c["name"], status="cached", seconds=0.0, cached=True)
+        for c in last["components"]
+    ]
+    result.pushed = {**last["pushed"], "new": False} if last.get("pushed") else None
+    result.blessed = last.get("blessed")
+    result.metrics = dict(last.get("metrics") or {})
+    result.validation_failures = list(last.get("validation_failures") or [])
+    result.span = last.get("span")
+    return True
+
+
+def save_run_record(cfg: PipelineConfig, inputs: dict[str, str], result: RunResult) -> None:
+    """Records a successful run for the next one's check; a failure to write is logged (the
+    next run then goes through TFX)."""
+    from components.metadata import open_store
+    from pipeline.app.up_to_date import save_record
+
+    try:
+        save_record(cfg, inputs, result.to_json(), open_store(cfg.resolved_metadata_path))
+    except Exception:  # noqa: BLE001  (without a record the next run goes through TFX)
+        log.warning("could not save the run record", exc_info=True)
