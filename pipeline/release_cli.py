@@ -139,7 +139,10 @@ def run_release(args: argparse.Namespace) -> int:
         return _error(str(e), 2)
     base_path = args.base_path or cfg.pusher.base_path
     metadata = None if args.no_metadata else (args.metadata or cfg.resolved_metadata_path)
-    record = {"metadata_path": metadata, "pipeline_name": cfg.pipeline_name}
+    audit = release.Audit(  # `list` has no --reason
+        reason=getattr(args, "reason", None), metadata_path=metadata,
+        pipeline_name=cfg.pipeline_name,
+    )
     step_wait = getattr(args, "step_wait", 0.0)
     if step_wait < 0:
         return _error(f"--step-wait must be >= 0, got {step_wait}", 2)
@@ -157,16 +160,14 @@ def run_release(args: argparse.Namespace) -> int:
             return 0
         if args.release_action == "promote":
             result = release.promote(
-                base_path, args.target, reason=args.reason, between_steps=between_steps, **record
+                base_path, args.target, audit=audit, between_steps=between_steps
             )
         elif args.release_action == "rollback":
-            result = release.rollback(
-                base_path, reason=args.reason, between_steps=between_steps, **record
-            )
+            result = release.rollback(base_path, audit=audit, between_steps=between_steps)
         elif args.release_action == "traffic":
-            result = release.set_traffic(base_path, args.canary, reason=args.reason, **record)
+            result = release.set_traffic(base_path, args.canary, audit=audit)
         else:
-            result = release.prune(base_path, args.keep, reason=args.reason, **record)
+            result = release.prune(base_path, args.keep, audit=audit)
     except ReleaseRefused as e:
         return _error(str(e), 2)
     except (ReleaseError, OSError) as e:

@@ -12,7 +12,8 @@
 Writes go through one atomic writer (``files``). ``release_version`` (``release``) pushes a
 model, keeps its contract, labels it and records it in one locked operation; ``promote``,
 ``rollback``, ``set_traffic`` and ``prune`` (``operations``) change labels and record
-themselves in ML Metadata; ``list_releases`` (``listing``) reads. The pusher, the signature
+themselves (who, why, when: an ``Audit``) in ``labels.json`` and, when the audit names a
+store, in ML Metadata; ``list_releases`` (``listing``) reads. The pusher, the signature
 validator and the ``pipeline release`` commands use only the names below.
 
 Pure standard library plus protobuf (and ``ml_metadata`` when an operation is recorded): no
@@ -26,7 +27,7 @@ from components.serving.batching import (
     parse_batching_parameters,
     write_batching_parameters,
 )
-from components.serving.commit import ROUTING_FILE
+from components.serving.commit import ROUTING_FILE, Audit
 from components.serving.contract import (
     CONTRACT_FILE,
     Contract,
@@ -73,6 +74,7 @@ __all__ = [
     "MODELS_CONFIG_FILE",
     "RELEASES_DIR",
     "ROUTING_FILE",
+    "Audit",
     "BatchingParametersError",
     "Contract",
     "ContractError",

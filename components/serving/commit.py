@@ -7,9 +7,9 @@ a label that the config is about to create (the first ``stable``); ``models.conf
 two-step label move (``apply_serving_state``); then ``labels.json``, the source of truth.
 
 ``locked_operation`` is the start of promote, rollback, traffic and prune: the base path's lock,
-clean-up of a killed writer's temporaries, the label state before the change.
-``record_in_metadata`` writes the operation's ``ReleaseOperation`` execution to ML Metadata
-when a store is given.
+clean-up of a killed writer's temporaries, the label state before the change, and the operation's
+``Audit`` (who, why, when, where it is recorded). ``record_in_metadata`` writes the operation's
+``ReleaseOperation`` execution to ML Metadata when the audit names a store.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from components.serving.versions import ServingDir
 
 __all__ = [
     "ROUTING_FILE",
+    "Audit",
     "BetweenSteps",
     "OperationContext",
     "commit_labels",
@@ -124,34 +125,56 @@ def history_entry(
     }
 
 
+@dataclass(frozen=True, kw_only=True)
+class Audit:
+    """Who runs an operation on released versions, why, when, and where it is recorded.
+
+    Attributes:
+        reason: why; kept in ``labels.json``'s history and in ML Metadata.
+        actor: who, recorded likewise; None: the user running this process (``current_actor``).
+        metadata_path: the ML Metadata SQLite file to record the operation in; None: not
+            recorded.
+        pipeline_name: the pipeline whose MLMD context the execution joins, if present.
+        now: the operation time; None: the current time (UTC).
+    """
+
+    reason: str | None = None
+    actor: str | None = None
+    metadata_path: str | None = None
+    pipeline_name: str | None = None
+    now: dt.datetime | None = None
+
+
 @dataclass(frozen=True)
 class OperationContext:
     """An operation under way, under the base path's lock.
 
     Attributes:
         serving: the base path's ``ServingDir``.
-        base: the absolute base path.
-        when: the operation time, UTC ISO 8601.
-        actor: who runs it.
-        reason: why, as given ("" or None when not given).
+        operation: ``promote``, ``rollback``, ``traffic`` or ``prune``.
         before: the label state before the change.
-        metadata_path: the ML Metadata SQLite file to record in (None: not recorded).
-        pipeline_name: the pipeline whose context the execution joins, if present.
+        audit: who, why and where to record, as given.
+        when: the operation time, UTC ISO 8601.
+        actor: who runs it (``audit.actor``, or the user running this process).
     """
 
     serving: ServingDir
-    base: str
+    operation: str
+    before: LabelState
+    audit: Audit
     when: str
     actor: str
-    reason: str | None
-    before: LabelState
-    metadata_path: str | None
-    pipeline_name: str | None
 
-    def history_entry(self, operation: str, after: LabelState, **extra: Any) -> dict[str, Any]:
+    @property
+    def base(self) -> str:
+        """The absolute base path."""
+        return self.serving.base_path
+
+    def history_entry(self, after: LabelState, **extra: Any) -> dict[str, Any]:
         """``history_entry`` of this operation."""
         return history_entry(
-            operation, after, when=self.when, actor=self.actor, reason=self.reason, **extra
+            self.operation, after, when=self.when, actor=self.actor, reason=self.audit.reason,
+            **extra,
         )
 
     def commit(
@@ -165,36 +188,33 @@ class OperationContext:
 
 @contextlib.contextmanager
 def locked_operation(
-    base_path: str,
-    *,
-    reason: str | None,
-    actor: str | None,
-    metadata_path: str | None,
-    pipeline_name: str | None,
-    now: dt.datetime | None,
+    base_path: str, operation: str, *, audit: Audit
 ) -> Iterator[OperationContext]:
-    """Hold the base path's lock for an operation on released versions.
+    """Hold the base path's lock for ``operation`` on released versions.
+
+    Args:
+        base_path: the model base path.
+        operation: ``promote``, ``rollback``, ``traffic`` or ``prune``.
+        audit: who, why, when, and where to record.
 
     Raises:
         ReleaseRefused: the base path holds no release yet.
     """
     serving = ServingDir(base_path)
     base = serving.base_path
-    when = utc(now).isoformat(timespec="seconds")
+    when = utc(audit.now).isoformat(timespec="seconds")
     with serving.lock():
         serving.remove_stale_temporaries()
         before = read_state(base)
         if before.model_name is None:
             raise ReleaseRefused(f"nothing has been released in {base}")
         yield OperationContext(
-            serving, base, when, actor or current_actor(), reason, before, metadata_path,
-            pipeline_name,
+            serving, operation, before, audit, when, audit.actor or current_actor()
         )
 
 
 def record_in_metadata(
     ctx: OperationContext,
-    operation: str,
     after: LabelState,
     *,
     version: int | None,
@@ -202,26 +222,37 @@ def record_in_metadata(
     linked: Iterable[int],
     details: dict[str, Any],
 ) -> RecordedOperation | None:
-    """Record the operation in ML Metadata, if the context names a store.
+    """Record the operation in ML Metadata, if its audit names a store.
+
+    Args:
+        ctx: the operation under way.
+        after: the label state after the change.
+        version: the version acted on (None: none, recorded as 0).
+        tag: its tag ("" if none).
+        linked: the versions whose ``PushedModel`` artifacts the execution links to.
+        details: operation-specific facts, recorded as JSON.
 
     Raises:
         ReleaseError: recording failed (the change itself was applied).
     """
-    if ctx.metadata_path is None:
+    audit = ctx.audit
+    if audit.metadata_path is None:
         return None
     entry = OperationRecord(
-        operation=operation,
+        operation=ctx.operation,
         model_name=after.model_name or "",
         base_path=ctx.base,
         tag=tag,
         version=version or 0,
         actor=ctx.actor,
-        reason=ctx.reason or "",
+        reason=audit.reason or "",
         timestamp=ctx.when,
         linked_versions=tuple(linked),
         details=details,
     )
     try:
-        return record_operation(ctx.metadata_path, entry, ctx.pipeline_name)
+        return record_operation(audit.metadata_path, entry, audit.pipeline_name)
     except MetadataError as e:
-        raise ReleaseError(f"{operation} was applied, but not recorded in ML Metadata: {e}") from e
+        raise ReleaseError(
+            f"{ctx.operation} was applied, but not recorded in ML Metadata: {e}"
+        ) from e

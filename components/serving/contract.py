@@ -145,36 +145,6 @@ def _tensors(value: Any, where: str) -> dict[str, TensorSpec]:
     return out
 
 
-def _mapping(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ContractError(f"{where}: expected a mapping, got {value!r}")
-    return value
-
-
-def _tensors(value: Any, where: str) -> dict[str, TensorSpec]:
-    out = {}
-    for key, spec in _mapping(value, where).items():
-        at = f"{where}.{key}"
-        spec = _mapping(spec, at)
-        dtype = spec.get("dtype")
-        if not isinstance(dtype, str) or not dtype:
-            raise ContractError(f"{at}.dtype: expected a dtype name such as float32, got "
-                                f"{dtype!r}")
-        shape = spec.get("shape")
-        if shape is not None:
-            if not isinstance(shape, list) or not all(
-                d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0)
-                for d in shape
-            ):
-                raise ContractError(
-                    f"{at}.shape: expected a list of sizes (null for any size), or null for any "
-                    f"rank, got {shape!r}"
-                )
-            shape = tuple(shape)
-        out[str(key)] = TensorSpec(dtype, shape)
-    return out
-
-
 # --- the contract kept in a base path --------------------------------------------------------
 
 

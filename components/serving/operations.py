@@ -3,14 +3,13 @@
 Each runs under the base path's lock (``locked_operation``), is refused (``ReleaseRefused``)
 before anything is written when the request is not valid in the current state, commits a label
 change in the safe order of ``components.serving.commit``, appends to the history in
-``labels.json`` (who, when, why, labels after) and, when given a metadata store, records a
-``ReleaseOperation`` execution in ML Metadata.
+``labels.json`` (who, when, why, labels after: the ``Audit``) and, when the audit names a
+metadata store, records a ``ReleaseOperation`` execution in ML Metadata.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import os
 import secrets
 import shutil
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 
 from components.metadata import RecordedOperation
 from components.serving.commit import (
+    Audit,
     BetweenSteps,
     locked_operation,
     record_in_metadata,
@@ -30,6 +30,10 @@ from components.serving.names import parse_tag
 from components.serving.records import Release, find_release, read_releases
 
 __all__ = ["OperationResult", "promote", "prune", "rollback", "set_traffic"]
+
+# The default audit: the current user and time, no reason, not recorded in ML Metadata. One
+# instance serves every call, as an ``Audit`` is frozen.
+_DEFAULT_AUDIT = Audit()
 
 
 @dataclass(frozen=True)
@@ -96,12 +100,8 @@ def promote(
     base_path: str,
     target: str | int,
     *,
-    reason: str | None = None,
-    actor: str | None = None,
-    metadata_path: str | None = None,
-    pipeline_name: str | None = None,
+    audit: Audit = _DEFAULT_AUDIT,
     between_steps: BetweenSteps | None = None,
-    now: dt.datetime | None = None,
 ) -> OperationResult:
     """Label a released, blessed version ``stable`` (usually the canary: ``promote canary``).
 
@@ -111,23 +111,16 @@ def promote(
     Args:
         base_path: the model base path.
         target: a version number, a tag (``canary-v3-20240520``) or a label (``canary``).
-        reason: why, recorded in the history and in ML Metadata.
-        actor: who, recorded likewise (default: the user running this process).
-        metadata_path: the ML Metadata SQLite file to record the operation in (None: not
-            recorded).
-        pipeline_name: the pipeline whose MLMD context the execution joins, if present.
+        audit: who, why and when, kept in the history and, when it names a store, in ML
+            Metadata (default: the current user and time, no reason, not recorded in MLMD).
         between_steps: see ``apply_serving_state``.
-        now: the operation time; defaults to the current time.
 
     Raises:
         InvalidNameError: ``target`` is neither a version, a label nor a well-formed tag.
         ReleaseRefused: unknown tag or version, not blessed, pruned, or already stable.
         ReleaseError: writing failed, or recording in ML Metadata failed after the change.
     """
-    with locked_operation(
-        base_path, reason=reason, actor=actor, metadata_path=metadata_path,
-        pipeline_name=pipeline_name, now=now,
-    ) as ctx:
+    with locked_operation(base_path, "promote", audit=audit) as ctx:
         base, before = ctx.base, ctx.before
         release = _resolve(base, before, target)
         if not release.blessed:
@@ -148,11 +141,11 @@ def promote(
             del after.labels["canary"]
             after.canary_percent = 0
         after.history.append(ctx.history_entry(
-            "promote", after, version=release.version, tag=release.tag, previous_stable=previous,
+            after, version=release.version, tag=release.tag, previous_stable=previous,
         ))
         steps = ctx.commit(after, between_steps)
         recorded = record_in_metadata(
-            ctx, "promote", after, version=release.version, tag=release.tag,
+            ctx, after, version=release.version, tag=release.tag,
             linked=[release.version],
             details={"labels": after.labels, "previous_stable": previous},
         )
@@ -165,12 +158,8 @@ def promote(
 def rollback(
     base_path: str,
     *,
-    reason: str | None = None,
-    actor: str | None = None,
-    metadata_path: str | None = None,
-    pipeline_name: str | None = None,
+    audit: Audit = _DEFAULT_AUDIT,
     between_steps: BetweenSteps | None = None,
-    now: dt.datetime | None = None,
 ) -> OperationResult:
     """Label the previous stable version ``stable`` again (one step back in the stable history).
 
@@ -180,10 +169,7 @@ def rollback(
         ReleaseRefused: no previous stable version, or it is no longer in the base path.
         ReleaseError: writing failed, or recording in ML Metadata failed after the change.
     """
-    with locked_operation(
-        base_path, reason=reason, actor=actor, metadata_path=metadata_path,
-        pipeline_name=pipeline_name, now=now,
-    ) as ctx:
+    with locked_operation(base_path, "rollback", audit=audit) as ctx:
         base, before = ctx.base, ctx.before
         previous = before.previous_stable()
         current = before.labels.get("stable")
@@ -203,11 +189,11 @@ def rollback(
             del after.labels["canary"]
             after.canary_percent = 0
         after.history.append(ctx.history_entry(
-            "rollback", after, version=previous, tag=tag, rolled_back_from=current,
+            after, version=previous, tag=tag, rolled_back_from=current,
         ))
         steps = ctx.commit(after, between_steps)
         recorded = record_in_metadata(
-            ctx, "rollback", after, version=previous, tag=tag,
+            ctx, after, version=previous, tag=tag,
             linked=[previous] + ([current] if current is not None else []),
             details={"labels": after.labels, "rolled_back_from": current},
         )
@@ -221,11 +207,7 @@ def set_traffic(
     base_path: str,
     canary_percent: int,
     *,
-    reason: str | None = None,
-    actor: str | None = None,
-    metadata_path: str | None = None,
-    pipeline_name: str | None = None,
-    now: dt.datetime | None = None,
+    audit: Audit = _DEFAULT_AUDIT,
 ) -> OperationResult:
     """Send ``canary_percent`` % of requests to the canary and the rest to stable.
 
@@ -246,10 +228,7 @@ def set_traffic(
         raise ReleaseRefused(
             f"canary percent must be an integer from 0 to 100, got {canary_percent!r}"
         )
-    with locked_operation(
-        base_path, reason=reason, actor=actor, metadata_path=metadata_path,
-        pipeline_name=pipeline_name, now=now,
-    ) as ctx:
+    with locked_operation(base_path, "traffic", audit=audit) as ctx:
         base, before = ctx.base, ctx.before
         if "canary" not in before.labels:
             raise ReleaseRefused(f"no canary version in {base}: nothing to send traffic to")
@@ -262,10 +241,10 @@ def set_traffic(
         tag = release.tag if release else ""
         after = copy.deepcopy(before)
         after.canary_percent = canary_percent
-        after.history.append(ctx.history_entry("traffic", after, version=canary, tag=tag))
+        after.history.append(ctx.history_entry(after, version=canary, tag=tag))
         ctx.commit(after, None)
         recorded = record_in_metadata(
-            ctx, "traffic", after, version=canary, tag=tag, linked=[canary],
+            ctx, after, version=canary, tag=tag, linked=[canary],
             details={"weights": after.routing_weights()},
         )
     return OperationResult(
@@ -277,11 +256,7 @@ def prune(
     base_path: str,
     keep: int,
     *,
-    reason: str | None = None,
-    actor: str | None = None,
-    metadata_path: str | None = None,
-    pipeline_name: str | None = None,
-    now: dt.datetime | None = None,
+    audit: Audit = _DEFAULT_AUDIT,
 ) -> OperationResult:
     """Remove old version directories, keeping the ``keep`` newest and every version in use.
 
@@ -297,10 +272,7 @@ def prune(
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise ReleaseRefused(f"--keep must be an integer >= 0, got {keep!r}")
-    with locked_operation(
-        base_path, reason=reason, actor=actor, metadata_path=metadata_path,
-        pipeline_name=pipeline_name, now=now,
-    ) as ctx:
+    with locked_operation(base_path, "prune", audit=audit) as ctx:
         base, before, serving = ctx.base, ctx.before, ctx.serving
         present = serving.versions()
         config = read_models_config(base)
@@ -320,10 +292,10 @@ def prune(
             # operation's clean-up of temporaries.
             shutil.rmtree(doomed, ignore_errors=True)
         after = copy.deepcopy(before)
-        after.history.append(ctx.history_entry("prune", after, removed=removed, keep=keep))
+        after.history.append(ctx.history_entry(after, removed=removed, keep=keep))
         write_state(base, after)
         recorded = record_in_metadata(
-            ctx, "prune", after, version=None, tag="", linked=removed,
+            ctx, after, version=None, tag="", linked=removed,
             details={"removed": removed, "kept": sorted(set(present) - set(removed))},
         )
     return OperationResult(

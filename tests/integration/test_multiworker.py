@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from components.tf_process import LOG_LEVEL_QUIET, tf_child_env
 from components.trainer.cluster import free_loopback_ports, local_tf_configs
 from components.trainer.launcher import WorkerGroupError, run_local_workers
 
@@ -62,8 +63,9 @@ def write_job(tmp: Path, *, epochs: int = 4, train_steps: int = 1200, **distribu
 
 
 def worker_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update(TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env = tf_child_env({k: v for k, v in os.environ.items() if k != "TF_CONFIG"},
+                       log_level=LOG_LEVEL_QUIET)
+    env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
 

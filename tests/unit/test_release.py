@@ -19,6 +19,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from components.metadata import EXECUTION_TYPE, open_store
 from components.serving import (
+    Audit,
     BatchingParametersError,
     InvalidNameError,
     ReleaseError,
@@ -295,7 +296,9 @@ def test_release_refuses_bad_fields_and_another_model(tmp_path, base):
 
 def test_promote_makes_the_canary_stable(tmp_path, base, watch):
     first = release(tmp_path, base, 1, watch)
-    result = promote(str(base), first.tag, reason="first model", between_steps=watch.step)
+    result = promote(
+        str(base), first.tag, audit=Audit(reason="first model"), between_steps=watch.step
+    )
     assert watch.after() == ([1], {"stable": 1})
     assert (result.version, result.labels, result.weights) == (1, {"stable": 1}, {"stable": 100})
     release(tmp_path, base, 2, watch)
@@ -340,7 +343,7 @@ def test_rollback_returns_to_the_previous_stable_and_keeps_the_canary(tmp_path, 
         promote(str(base), "canary", between_steps=watch.step)
         watch.after()
     release(tmp_path, base, 4, watch)
-    result = rollback(str(base), reason="latency", between_steps=watch.step)
+    result = rollback(str(base), audit=Audit(reason="latency"), between_steps=watch.step)
     assert watch.after() == ([2, 4], {"stable": 2, "canary": 4})
     assert (result.version, result.labels) == (2, {"stable": 2, "canary": 4})
     rollback(str(base), between_steps=watch.step)
@@ -370,10 +373,16 @@ def test_traffic_split_and_its_refusals(tmp_path, base, watch):
     for bad in (-1, 101, 5.5, True):
         with pytest.raises(ReleaseRefused, match="from 0 to 100"):
             set_traffic(str(base), bad)
-    result = set_traffic(str(base), 5, reason="canary at 5%")
+    later = DAY + dt.timedelta(days=2)
+    result = set_traffic(str(base), 5, audit=Audit(reason="canary at 5%", actor="ci", now=later))
     routing = json.loads((base / "routing.json").read_text())
     assert routing["weights"] == result.weights == {"stable": 95, "canary": 5}
     assert routing["versions"] == {"stable": 1, "canary": 2}
+    assert routing["updated_at"] == "2024-05-22T12:00:00+00:00"
+    entry = read_state(str(base)).history[-1]
+    assert (entry["operation"], entry["actor"], entry["reason"], entry["at"]) == (
+        "traffic", "ci", "canary at 5%", "2024-05-22T12:00:00+00:00"
+    )
     assert watch.after() == ([1, 2], {"stable": 1, "canary": 2})  # traffic leaves the config
     # A new canary starts with no traffic: its predecessor's share is not inherited.
     release(tmp_path, base, 3, watch)
@@ -391,7 +400,7 @@ def test_prune_keeps_labelled_newest_and_rollback_target(tmp_path, base, watch):
     release(tmp_path, base, 8, watch, blessed=False)  # newest, unlabelled
     with pytest.raises(ReleaseRefused, match="--keep"):
         prune(str(base), -1)
-    result = prune(str(base), 0, reason="disk")
+    result = prune(str(base), 0, audit=Audit(reason="disk"))
     assert result.removed == (1, 3, 5, 6)
     assert sorted(int(n) for n in os.listdir(base) if n.isdigit()) == [2, 4, 7, 8]
     assert not [n for n in os.listdir(base) if n.startswith(".tmp-")]
@@ -506,12 +515,12 @@ def test_operations_are_recorded_in_mlmd_linked_to_the_pushed_model(tmp_path, ba
     _put_pushed_model(store_path, tmp_path / "elsewhere", 2)  # same version, other base path
 
     result = promote(
-        str(base), "canary", reason="good canary", metadata_path=store_path,
-        pipeline_name="penguin",
+        str(base), "canary",
+        audit=Audit(reason="good canary", metadata_path=store_path, pipeline_name="penguin"),
     )
     assert result.recorded.linked_artifact_ids == (artifact_id,)
     # Version 1 has no PushedModel in the store: recorded without a link.
-    unlinked = promote(str(base), 1, metadata_path=store_path)
+    unlinked = promote(str(base), 1, audit=Audit(metadata_path=store_path))
     assert unlinked.recorded.linked_artifact_ids == ()
 
     store = open_store(store_path)
@@ -529,9 +538,10 @@ def test_operations_are_recorded_in_mlmd_linked_to_the_pushed_model(tmp_path, ba
     assert context.name == "penguin"
 
     release(tmp_path, base, 3)
-    set_traffic_result = set_traffic(str(base), 20, metadata_path=store_path)
-    rollback_result = rollback(str(base), metadata_path=store_path)
-    prune_result = prune(str(base), 0, metadata_path=store_path)
+    recorded = Audit(metadata_path=store_path)
+    set_traffic_result = set_traffic(str(base), 20, audit=recorded)
+    rollback_result = rollback(str(base), audit=recorded)
+    prune_result = prune(str(base), 0, audit=recorded)
     assert all(
         r.recorded is not None for r in (set_traffic_result, rollback_result, prune_result)
     )
