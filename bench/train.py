@@ -79,7 +79,7 @@ def run_setup(tmp: Path, workers: int, args, data) -> dict:
         "trainer": {
             "batch_size": args.global_batch // workers, "epochs": args.epochs,
             "train_steps": train_steps, "eval_steps": args.eval_steps,
-            "distribution": {"workers": workers, "communication": "ring"},
+            "distribution": {"workers": workers, "communication": "ring", "max_restarts": 0},
         },
     })
     out = tmp / f"workers-{workers}"
@@ -106,7 +106,7 @@ def run_setup(tmp: Path, workers: int, args, data) -> dict:
                 print(f"    {line}", flush=True)
 
     start = time.monotonic()
-    run_local_workers(str(job), workers, max_restarts=0, sink=sink)
+    run_local_workers(str(job), sink=sink)
     wall = time.monotonic() - start
     first, final = epochs.get(1), epochs.get(args.epochs)
     if first is None or final is None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, PipelineConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The code whose change must retrain: the trainer's modules.
-TRAINER_CODE = REPO_ROOT / "components" / "trainer"
+# The package each custom node runs (its code fingerprint: pipeline/code_fingerprint.py).
+NODE_CODE = {
+    "ImportSchemaGen": "components.schema",
+    "DataValidationGate": "components.data_validation",
+    "Trainer": "components.trainer",
+    "SignatureValidator": "components.signature",
+    "ServingPusher": "components.pusher",
+}
 
 
 # Node ids in run order, as the CLI lists them.
@@ -21,15 +27,6 @@ NODE_ORDER = [
     "DataValidationGate", "Trainer", "baseline_resolver", "Evaluator", "SignatureValidator",
     "ServingPusher",
 ]
-
-
-def code_fingerprint(folder: Path = TRAINER_CODE) -> str:
-    """sha256 of the trainer's source files, so that a code change busts the Trainer's cache."""
-    h = hashlib.sha256()
-    for path in sorted(folder.rglob("*.py")):
-        h.update(str(path.relative_to(folder)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def split_patterns(cfg: PipelineConfig) -> dict[str, str]:
@@ -53,7 +50,8 @@ def trainer_custom_config(cfg: PipelineConfig) -> dict[str, Any]:
     from components.trainer.settings import TrainerCustomConfig
 
     return TrainerCustomConfig(
-        model=cfg.model, trainer=cfg.trainer, code_fingerprint=code_fingerprint()
+        model=cfg.model, trainer=cfg.trainer,
+        code_fingerprint=code_fingerprint(NODE_CODE["Trainer"]),
     ).model_dump()
 
 
@@ -83,7 +81,6 @@ def build_pipeline(
     from tfx.components.evaluator.component import Evaluator
     from tfx.components.example_gen.import_example_gen.component import ImportExampleGen
     from tfx.components.example_validator.component import ExampleValidator
-    from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
     from tfx.components.statistics_gen.component import StatisticsGen
     from tfx.components.trainer.component import Trainer
     from tfx.dsl.components.common.resolver import Resolver
@@ -96,6 +93,8 @@ def build_pipeline(
     from components.evaluator.baseline import BaselineBeforeCandidateStrategy
     from components.evaluator.eval_config import EvalConfigError, build_eval_config
     from components.pusher.component import ServingPusher
+    from components.schema import schema_digest
+    from components.schema.component import CuratedSchemaImporter
     from components.signature.component import SignatureValidator
     from components.trainer.features import FeatureSpecError, load_schema, select_features
 
@@ -135,11 +134,20 @@ def build_pipeline(
         range_config=range_config,
     )
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = ImportSchemaGen(schema_file=schema_path)
+    # Not TFX's ImportSchemaGen, which is cached on the path: an edit in place was ignored.
+    with open(schema_path, "rb") as f:
+        schema_sha256 = schema_digest(f.read())
+    schema_gen = CuratedSchemaImporter(
+        schema_file=schema_path, schema_sha256=schema_sha256,
+        code_fingerprint=code_fingerprint(NODE_CODE["ImportSchemaGen"]),
+    ).with_id("ImportSchemaGen")
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"])
+    gate = DataValidationGate(
+        anomalies=example_validator.outputs["anomalies"],
+        code_fingerprint=code_fingerprint(NODE_CODE["DataValidationGate"]),
+    )
 
     trainer = Trainer(
         run_fn="components.trainer.run_fn.run_fn",
@@ -196,6 +204,7 @@ def build_pipeline(
             validation.allow_breaking_change.reason if validation.allow_breaking_change else ""
         ),
         sample_size=validation.sample_size,
+        code_fingerprint=code_fingerprint(NODE_CODE["SignatureValidator"]),
     ).with_id("SignatureValidator")
     # After the Evaluator, as the pipeline reads; it runs even when the Evaluator did not
     # bless, so that a run reports every reason not to push.
@@ -212,6 +221,8 @@ def build_pipeline(
         batching_json=(
             json.dumps(cfg.pusher.batching, sort_keys=True) if cfg.pusher.batching else ""
         ),
+        serving_json=cfg.pusher.serving.to_json(),
+        code_fingerprint=code_fingerprint(NODE_CODE["ServingPusher"]),
     )
 
     components = [

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr
 
 from components.evaluator.eval_config import Threshold
+from components.serving.settings import ServerConfig
 from components.trainer.settings import ModelConfig, TrainerConfig
 from components.typed_config import ConfigDataError, ConfigModel, parse
 
@@ -78,6 +79,9 @@ class PusherConfig(ConfigModel):
     # max_enqueued_batches, pad_variable_length_inputs, allowed_batch_sizes), written to
     # <base_path>/batching_parameters.txt on release; null: no file.
     batching: dict[str, int | bool | list[int]] | None = None
+    # The TF Serving server reading models.config: its poll period, its REST status URL, how
+    # long a load may take (the label move waits for it), and the base path's lock timeout.
+    serving: ServerConfig = Field(default_factory=ServerConfig)
 
     def resolved_model_name(self, pipeline_name: str) -> str:
         return self.model_name or pipeline_name
@@ -192,6 +196,10 @@ class PipelineConfig(ConfigModel):
             raise ConfigError(
                 f"{where}: trainer.distribution.collective_timeout_seconds: expected > 0 or null"
             )
+        if dist.progress_timeout_seconds is not None and dist.progress_timeout_seconds <= 0:
+            raise ConfigError(
+                f"{where}: trainer.distribution.progress_timeout_seconds: expected > 0 or null"
+            )
         if self.trainer.learning_rate <= 0:
             raise ConfigError(f"{where}: trainer.learning_rate: expected > 0")
         if self.data.span is not None and self.data.span < 0:
@@ -242,6 +250,9 @@ class PipelineConfig(ConfigModel):
                 batching_parameters_text(self.pusher.batching)
             except BatchingParametersError as e:
                 raise ConfigError(f"{where}: pusher.batching: {e}") from None
+        problem = self.pusher.serving.problem()
+        if problem:
+            raise ConfigError(f"{where}: pusher.serving.{problem}")
         v = self.validation
         if v.sample_size < 1:
             raise ConfigError(f"{where}: validation.sample_size: expected a positive integer, "

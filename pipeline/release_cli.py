@@ -2,9 +2,12 @@
 
 Argument parsing imports nothing heavy; ``run_release`` imports the release package (standard
 library and protobuf) and, for operations that change something, ``ml_metadata`` to record
-them. TensorFlow is never imported, so each command answers in well under two seconds.
+them. TensorFlow is never imported, so each command answers in well under two seconds, unless
+it waits: for another operation's lock on the base path, or, when ``promote`` or ``rollback``
+moves ``stable`` onto a version TF Serving has not loaded, for the server (both as the config's
+``pusher.serving`` says, the same settings the pipeline's pusher uses).
 Exit codes: 0 done, 2 refused (bad request, unknown tag, nothing to roll back to, bad config),
-1 failed (I/O, ML Metadata).
+1 failed (I/O, ML Metadata, the lock or the server not ready in time).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 _ACTIONS = "list, promote, rollback, traffic, prune"
@@ -41,14 +43,8 @@ def add_release_parser(subparsers: Any) -> argparse.ArgumentParser:
     why = argparse.ArgumentParser(add_help=False)
     why.add_argument("--reason", metavar="TEXT", help="why: kept in the history and in MLMD")
     wait = argparse.ArgumentParser(add_help=False)
-    wait.add_argument(
-        "--step-wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="pause between the two steps of a label move, so that TF Serving loads the new "
-        "version before a label points at it (its config poll period plus load time)",
-    )
+    # Replaced by the config's pusher.serving; kept so that an old script gets one clear line.
+    wait.add_argument("--step-wait", metavar="SECONDS", help=argparse.SUPPRESS)
 
     release = subparsers.add_parser(
         "release",
@@ -61,7 +57,9 @@ def add_release_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     show.add_argument("--json", action="store_true", help="print one JSON object")
     promote = actions.add_parser(
-        "promote", parents=[common, why, wait], help="label a blessed version stable"
+        "promote", parents=[common, why, wait], help="label a blessed version stable",
+        description="Label a blessed version stable. When the version is new to TF Serving, "
+        "the label moves once the server has loaded it (pusher.serving in the config).",
     )
     promote.add_argument(
         "target", metavar="TAG_OR_VERSION", help="a tag, a version number, or 'canary'"
@@ -137,18 +135,20 @@ def run_release(args: argparse.Namespace) -> int:
         cfg = load_config(args.profile, args.config)
     except ConfigError as e:
         return _error(str(e), 2)
+    if getattr(args, "step_wait", None) is not None:
+        return _error(
+            "--step-wait is replaced by the config's pusher.serving (poll_seconds, status_url, "
+            "load_timeout_seconds), which the pipeline's pusher uses too", 2,
+        )
     base_path = args.base_path or cfg.pusher.base_path
     metadata = None if args.no_metadata else (args.metadata or cfg.resolved_metadata_path)
     audit = release.Audit(  # `list` has no --reason
         reason=getattr(args, "reason", None), metadata_path=metadata,
         pipeline_name=cfg.pipeline_name,
     )
-    step_wait = getattr(args, "step_wait", 0.0)
-    if step_wait < 0:
-        return _error(f"--step-wait must be >= 0, got {step_wait}", 2)
-
-    def between_steps(_state: Any) -> None:
-        time.sleep(step_wait)
+    server = cfg.pusher.serving
+    between_steps = release.ServerWait(server)
+    lock_timeout = server.lock_timeout_seconds
 
     try:
         if args.release_action == "list":
@@ -160,14 +160,19 @@ def run_release(args: argparse.Namespace) -> int:
             return 0
         if args.release_action == "promote":
             result = release.promote(
-                base_path, args.target, audit=audit, between_steps=between_steps
+                base_path, args.target, audit=audit, between_steps=between_steps,
+                lock_timeout=lock_timeout,
             )
         elif args.release_action == "rollback":
-            result = release.rollback(base_path, audit=audit, between_steps=between_steps)
+            result = release.rollback(
+                base_path, audit=audit, between_steps=between_steps, lock_timeout=lock_timeout
+            )
         elif args.release_action == "traffic":
-            result = release.set_traffic(base_path, args.canary, audit=audit)
+            result = release.set_traffic(
+                base_path, args.canary, audit=audit, lock_timeout=lock_timeout
+            )
         else:
-            result = release.prune(base_path, args.keep, audit=audit)
+            result = release.prune(base_path, args.keep, audit=audit, lock_timeout=lock_timeout)
     except ReleaseRefused as e:
         return _error(str(e), 2)
     except (ReleaseError, OSError) as e:

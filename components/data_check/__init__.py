@@ -1,5 +1,6 @@
 """Pre-flight checks of the pipeline's input data (pure Python, no TensorFlow)."""
 
+from components.data_check.gfile_glob import gfile_glob
 from components.data_check.tfrecord_check import (
     DATA_CRC_MAX_BYTES,
     DATA_CRC_MAX_RECORDS,
@@ -19,5 +20,6 @@ __all__ = [
     "check_tfrecord_file",
     "crc32c",
     "find_input_files",
+    "gfile_glob",
     "masked_crc32c",
 ]

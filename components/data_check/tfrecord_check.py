@@ -13,12 +13,13 @@ Pure standard library on purpose: the check runs in the CLI before TensorFlow is
 
 from __future__ import annotations
 
-import glob
 import gzip
 import os
 import struct
 import zlib
 from typing import BinaryIO
+
+from components.data_check.gfile_glob import GLOB_CHARS, gfile_glob
 
 __all__ = [
     "DATA_CRC_MAX_BYTES",
@@ -82,7 +83,9 @@ def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
 
 
 def find_input_files(data_root: str, patterns: list[str]) -> list[str]:
-    """Return the sorted, de-duplicated files under ``data_root`` matching any of ``patterns``.
+    """Return the sorted, de-duplicated files under ``data_root`` matching any of ``patterns``,
+    listed as TFX lists them: ``tf.io.gfile.glob(os.path.join(data_root, pattern))`` (see
+    ``gfile_glob``; dot-files included), regular files only (what Beam's reader reads).
 
     Args:
         data_root: directory the patterns are relative to.
@@ -100,13 +103,14 @@ def find_input_files(data_root: str, patterns: list[str]) -> list[str]:
         raise DataCheckError(f"data root {data_root} is not a directory")
     matches: set[str] = set()
     for pattern in patterns:
-        # root_dir keeps glob characters in data_root itself (e.g. "[") from being interpreted.
-        for rel in glob.glob(pattern, root_dir=data_root):
-            path = os.path.join(data_root, rel)
-            if os.path.isfile(path):
-                matches.add(path)
+        # Glob characters in data_root are interpreted too, as TFX does (ImportExampleGen joins
+        # its input_base and the split pattern).
+        matches.update(p for p in gfile_glob(os.path.join(data_root, pattern))
+                       if os.path.isfile(p))
     if not matches:
-        raise DataCheckError(f"no input files under {data_root} match {patterns}")
+        hint = (" (the data root itself holds glob characters, which TFX interprets too)"
+                if any(c in GLOB_CHARS for c in data_root) else "")
+        raise DataCheckError(f"no input files under {data_root} match {patterns}{hint}")
     return sorted(matches)
 
 

@@ -4,7 +4,7 @@
   ``open_store``; failures are ``MetadataError`` naming the store.
 - ``queries``: a run's executions and their states by name, artifacts along events, the
   PushedModels of a version, the Model released as a version, its release operations, the
-  watermark of the whole store.
+  watermark of the whole store, its marks and what was created or updated since them.
 - ``release_operations``: ``record_operation``, one ``ReleaseOperation`` execution per release
   command.
 
@@ -12,6 +12,7 @@ Imports only ``ml_metadata`` (no TensorFlow), and that lazily.
 """
 
 from components.metadata.queries import (
+    changed_since,
     custom_property,
     execution_state,
     get_input_artifacts,
@@ -20,6 +21,7 @@ from components.metadata.queries import (
     get_pushed_models,
     get_release_operations,
     get_run_executions,
+    metadata_marks,
     metadata_watermark,
 )
 from components.metadata.release_operations import (
@@ -45,6 +47,7 @@ __all__ = [
     "OperationRecord",
     "RecordedOperation",
     "SSLSettings",
+    "changed_since",
     "connection_config",
     "custom_property",
     "describe_store",
@@ -55,6 +58,7 @@ __all__ = [
     "get_pushed_models",
     "get_release_operations",
     "get_run_executions",
+    "metadata_marks",
     "metadata_watermark",
     "open_store",
     "pipeline_connection_config",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXECUTION_STATES",
+    "changed_since",
     "custom_property",
     "execution_state",
     "get_input_artifacts",
@@ -33,6 +34,7 @@ __all__ = [
     "get_pushed_models",
     "get_release_operations",
     "get_run_executions",
+    "metadata_marks",
     "metadata_watermark",
 ]
 
@@ -190,6 +192,40 @@ def metadata_watermark(store: MetadataStore) -> str:
             marks.append([newest[0].id, newest[0].last_update_time_since_epoch] if newest else None)
     # Same digest as the run records written before this module owned it (up_to_date._sha).
     return hashlib.sha256(json.dumps(marks, sort_keys=True).encode()).hexdigest()[:20]
+
+
+_KINDS = ("executions", "artifacts", "contexts")
+
+
+def metadata_marks(store: MetadataStore) -> dict[str, list[int]]:
+    """Per kind (executions, artifacts, contexts): [newest id, newest update time in ms], [0, 0]
+    for none; what ``changed_since`` compares with."""
+    from ml_metadata.metadata_store import ListOptions, OrderByField
+
+    marks = {}
+    for kind in _KINDS:
+        get = getattr(store, f"get_{kind}")
+        mark = []
+        for order in (OrderByField.ID, OrderByField.UPDATE_TIME):
+            newest = get(list_options=ListOptions(limit=1, order_by=order, is_asc=False))
+            mark.append((newest[0].id if order == OrderByField.ID
+                         else newest[0].last_update_time_since_epoch) if newest else 0)
+        marks[kind] = mark
+    return marks
+
+
+def changed_since(store: MetadataStore, marks: dict[str, list[int]]) -> dict[str, list]:
+    """Per kind, the executions, artifacts and contexts created (id beyond the mark) or updated
+    (later than the newest update of the mark; the store's clock, in ms) since ``marks``."""
+    from ml_metadata.metadata_store import ListOptions
+
+    changed = {}
+    for kind in _KINDS:
+        newest_id, newest_update = marks[kind]
+        query = f"id > {int(newest_id)} OR last_update_time_since_epoch > {int(newest_update)}"
+        changed[kind] = getattr(store, f"get_{kind}")(
+            list_options=ListOptions(filter_query=query))
+    return changed
 
 
 def _linked_artifacts(store: MetadataStore, execution_ids: list[int], kind: int,

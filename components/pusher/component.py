@@ -4,7 +4,10 @@ A model blessed by the Evaluator *and* by the signature validator is released in
 base path with ``components.serving.release_version``: push, serving contract (from the
 verdict's report: kept by a first release, replaced by an allowed breaking change), labels,
 ``models.config`` and release record, in one locked operation. The release's fields become
-custom properties of the PushedModel (``annotate_pushed_model``).
+custom properties of the PushedModel (``annotate_pushed_model``). ``pusher.serving`` arrives as
+JSON (``serving_json``) and is rebuilt as ``ServerConfig``: the label moves onto the new version
+only once TF Serving has loaded it (``ServerWait``), and the base path's lock is waited for at
+most ``lock_timeout_seconds``.
 """
 
 import json
@@ -23,7 +26,8 @@ from tfx.types.standard_artifacts import (
 )
 
 from components.evaluator.metrics import overall_metrics
-from components.serving import Release, ReleaseRequest, release_version
+from components.serving import Release, ReleaseRequest, ServerWait, release_version
+from components.serving.settings import ServerConfig
 from components.signature.validate import read_verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,8 +87,13 @@ def ServingPusher(  # noqa: N802
     model_name: Parameter[str],
     channel: Parameter[str],
     batching_json: Parameter[str],
+    serving_json: Parameter[str],
+    code_fingerprint: Parameter[str] = "",
 ) -> None:
-    """Releases the model when both the Evaluator and the signature validator blessed it."""
+    """Releases the model when both the Evaluator and the signature validator blessed it.
+
+    `code_fingerprint` is not read: it re-runs the pusher when its code changes.
+    """
     if not is_blessed(model_blessing):
         return not_pushed(pushed_model, "the Evaluator did not bless the model")
     if not is_blessed(signature_verdict):
@@ -106,5 +115,9 @@ def ServingPusher(  # noqa: N802
         contract=verdict.contract,
         breaking_change_reason=verdict.allowed_breaking_reason,
     )
-    release = release_version(base_path, request)
+    server = ServerConfig.from_json(serving_json)
+    release = release_version(
+        base_path, request, between_steps=ServerWait(server),
+        lock_timeout=server.lock_timeout_seconds,
+    )
     annotate_pushed_model(pushed_model, release, request.breaking_change_reason)

@@ -9,15 +9,19 @@
     <base>/routing.json            weights per label for the router (``commit``)
     <base>/batching_parameters.txt TF Serving's BatchingParameters (``batching``)
 
-Writes go through one atomic writer (``files``). ``release_version`` (``release``) pushes a
-model, keeps its contract, labels it and records it in one locked operation; ``promote``,
-``rollback``, ``set_traffic`` and ``prune`` (``operations``) change labels and record
-themselves (who, why, when: an ``Audit``) in ``labels.json`` and, when the audit names a
-store, in ML Metadata; ``list_releases`` (``listing``) reads. The pusher, the signature
-validator and the ``pipeline release`` commands use only the names below.
+Writes go through one atomic writer (``files``), under one lock with a bounded wait that names
+its holder (``lock``). ``release_version`` (``release``) pushes a model, keeps its contract,
+labels it and records it in one locked operation; ``promote``, ``rollback``, ``set_traffic`` and
+``prune`` (``operations``) change labels and record themselves (who, why, when: an ``Audit``) in
+``labels.json`` and, when the audit names a store, in ML Metadata; ``list_releases``
+(``listing``) reads. A label moves onto a new version only once TF Serving has had time to load
+it: ``ServerWait`` (``server``), configured by ``pusher.serving`` (``ServerConfig``, in
+``components.serving.settings``). The pusher, the signature validator and the ``pipeline
+release`` commands use only the names below (and ``ServerConfig``).
 
-Pure standard library plus protobuf (and ``ml_metadata`` when an operation is recorded): no
-TensorFlow, TFX or Beam, so the ``pipeline release`` commands answer at once.
+Pure standard library plus protobuf (and ``ml_metadata`` when an operation is recorded;
+pydantic for ``ServerConfig`` only, which this package does not import): no TensorFlow, TFX or
+Beam, so the ``pipeline release`` commands answer at once.
 """
 
 from components.serving.batching import (
@@ -37,11 +41,20 @@ from components.serving.contract import (
     TensorSpec,
     read_contract,
 )
-from components.serving.errors import InvalidNameError, ReleaseError, ReleaseRefused
+from components.serving.errors import (
+    InvalidNameError,
+    LockTimeout,
+    ReleaseError,
+    ReleaseRefused,
+    ServerNotReady,
+)
 from components.serving.labels import LABELS_FILE, LabelState, read_state, stable_version
 from components.serving.listing import Listing, VersionInfo, fingerprint, list_releases
+from components.serving.lock import DEFAULT_LOCK_TIMEOUT_SECONDS, describe_lock_holder
 from components.serving.models_config import (
     MODELS_CONFIG_FILE,
+    BetweenSteps,
+    LabelMove,
     ServingState,
     apply_serving_state,
     check_label_rule,
@@ -60,6 +73,7 @@ from components.serving.names import (
 from components.serving.operations import OperationResult, promote, prune, rollback, set_traffic
 from components.serving.records import RELEASES_DIR, Release, read_releases
 from components.serving.release import ReleaseRequest, release_version
+from components.serving.server import ServerWait
 from components.serving.versions import (
     PushError,
     PushResult,
@@ -70,18 +84,22 @@ from components.serving.versions import (
 __all__ = [
     "BATCHING_FILE",
     "CONTRACT_FILE",
+    "DEFAULT_LOCK_TIMEOUT_SECONDS",
     "LABELS_FILE",
     "MODELS_CONFIG_FILE",
     "RELEASES_DIR",
     "ROUTING_FILE",
     "Audit",
     "BatchingParametersError",
+    "BetweenSteps",
     "Contract",
     "ContractError",
     "InvalidNameError",
     "KeptContract",
+    "LabelMove",
     "LabelState",
     "Listing",
+    "LockTimeout",
     "OperationResult",
     "PushError",
     "PushResult",
@@ -89,6 +107,8 @@ __all__ = [
     "ReleaseError",
     "ReleaseRefused",
     "ReleaseRequest",
+    "ServerNotReady",
+    "ServerWait",
     "ServingDir",
     "ServingState",
     "SignatureSpec",
@@ -98,6 +118,7 @@ __all__ = [
     "apply_serving_state",
     "batching_parameters_text",
     "check_label_rule",
+    "describe_lock_holder",
     "fingerprint",
     "label_move_steps",
     "list_releases",

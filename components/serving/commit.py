@@ -1,24 +1,29 @@
 """How a change of labels is committed to a base path, and what every operation shares.
 
 A label change rewrites three files, in an order that never lets a reader see a dangling
-reference: ``routing.json`` first when it only stops or keeps sending to labels that exist (the
-canary's share drops to 0 before the canary label moves or goes), last when it starts sending to
-a label that the config is about to create (the first ``stable``); ``models.config`` through the
-two-step label move (``apply_serving_state``); then ``labels.json``, the source of truth.
+reference: ``routing.json`` before the config's labels move when it only stops or keeps sending
+to labels that exist (the canary's share drops to 0 before the canary label moves or goes), last
+when it starts sending to a label that the config is about to create (the first ``stable``);
+``models.config`` through the two-step label move (``apply_serving_state``); then
+``labels.json``, the source of truth. ``routing.json`` is written after the wait between the
+two steps, so that a move that stops there (TF Serving did not load the new version in time:
+``ServerNotReady``) leaves routing and labels as they were; ``record_not_ready`` then notes the
+failure in ``labels.json``'s history, the labels unchanged.
 
-``locked_operation`` is the start of promote, rollback, traffic and prune: the base path's lock,
-clean-up of a killed writer's temporaries, the label state before the change, and the operation's
-``Audit`` (who, why, when, where it is recorded). ``record_in_metadata`` writes the operation's
-``ReleaseOperation`` execution to ML Metadata when the audit names a store.
+``locked_operation`` is the start of promote, rollback, traffic and prune: the base path's lock
+(taking it removes a killed writer's temporaries), the label state before the change, and the
+operation's ``Audit`` (who, why, when, where it is recorded). ``record_in_metadata`` writes the
+operation's ``ReleaseOperation`` execution to ML Metadata when the audit names a store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import getpass
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +36,8 @@ from components.metadata import (
 from components.serving.errors import ReleaseError, ReleaseRefused
 from components.serving.files import write_json
 from components.serving.labels import LabelState, read_state, write_state
-from components.serving.models_config import ServingState, apply_serving_state
+from components.serving.lock import DEFAULT_LOCK_TIMEOUT_SECONDS
+from components.serving.models_config import BetweenSteps, ServingState, apply_serving_state
 from components.serving.versions import ServingDir
 
 __all__ = [
@@ -44,11 +50,11 @@ __all__ = [
     "history_entry",
     "locked_operation",
     "record_in_metadata",
+    "record_not_ready",
     "utc",
 ]
 
 ROUTING_FILE = "routing.json"
-BetweenSteps = Callable[[ServingState], None]
 
 
 def utc(now: dt.datetime | None) -> dt.datetime:
@@ -96,18 +102,45 @@ def commit_labels(
 
     Returns:
         The ``models.config`` states written, in order.
+
+    Raises:
+        ServerNotReady: from ``between_steps``; ``models.config`` is left at the first step,
+            ``routing.json`` and ``labels.json`` as they were.
     """
     routing_first = all(
         label in before.labels for label, weight in after.routing_weights().items() if weight > 0
     )
-    if routing_first:
+    written = False
+
+    def routing_before_the_labels_move() -> None:
+        nonlocal written
         _write_routing(base_path, after, when)
+        written = True
+
     target = _target(base_path, after)
-    steps = apply_serving_state(base_path, target, between_steps) if target else []
+    steps = []
+    if target:
+        steps = apply_serving_state(
+            base_path, target, between_steps,
+            before_last=routing_before_the_labels_move if routing_first else None,
+        )
+    if routing_first and not written:
+        _write_routing(base_path, after, when)
     write_state(base_path, after)
     if not routing_first:
         _write_routing(base_path, after, when)
     return tuple(steps)
+
+
+def record_not_ready(base_path: str, before: LabelState, entry: dict[str, Any]) -> None:
+    """After a label move stopped at its first step (``ServerNotReady``): ``labels.json`` keeps
+    the labels of ``before`` and gets ``entry`` (the failed operation) in its history.
+
+    Call under the lock.
+    """
+    state = copy.deepcopy(before)
+    state.history.append(entry)
+    write_state(base_path, state)
 
 
 def history_entry(
@@ -188,7 +221,11 @@ class OperationContext:
 
 @contextlib.contextmanager
 def locked_operation(
-    base_path: str, operation: str, *, audit: Audit
+    base_path: str,
+    operation: str,
+    *,
+    audit: Audit,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> Iterator[OperationContext]:
     """Hold the base path's lock for ``operation`` on released versions.
 
@@ -196,15 +233,16 @@ def locked_operation(
         base_path: the model base path.
         operation: ``promote``, ``rollback``, ``traffic`` or ``prune``.
         audit: who, why, when, and where to record.
+        lock_timeout: how long to wait for another operation's lock.
 
     Raises:
         ReleaseRefused: the base path holds no release yet.
+        LockTimeout: another operation held the lock longer than ``lock_timeout``.
     """
-    serving = ServingDir(base_path)
+    serving = ServingDir(base_path, lock_timeout)
     base = serving.base_path
     when = utc(audit.now).isoformat(timespec="seconds")
-    with serving.lock():
-        serving.remove_stale_temporaries()
+    with serving.lock():  # which removes a killed writer's temporaries
         before = read_state(base)
         if before.model_name is None:
             raise ReleaseRefused(f"nothing has been released in {base}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.serving.labels import read_state
+from components.serving.lock import LOCK_FILE
 from components.serving.records import read_releases
 from components.serving.versions import ServingDir
 
@@ -119,12 +120,16 @@ def fingerprint(base_path: str) -> str:
     removed, labels, ``models.config``, records, contract, routing. ``"absent"`` if missing.
 
     A version directory counts by name and mtime (its files are written once, before the rename
-    that publishes it); everything else by name, size and mtime, one level deep.
+    that publishes it); everything else by name, size and mtime, one level deep. The lock file
+    does not count: every holder writes its name into it, even for an operation that changes
+    nothing.
     """
     if not os.path.isdir(base_path):
         return "absent"
     entries: list[Any] = []
     for name in sorted(os.listdir(base_path)):
+        if name == LOCK_FILE:
+            continue
         path = os.path.join(base_path, name)
         if not os.path.isdir(path):
             entries.append([name, *_size_and_mtime(path)])

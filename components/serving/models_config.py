@@ -8,12 +8,15 @@ version policy with the versions to serve (exactly the labelled ones) and ``vers
 TF Serving refuses a config whose label points at a version it has not loaded yet. So a label
 never moves onto a new version in one write: the first file serves the new version beside the old
 ones with the labels unchanged, the second moves the labels (and may drop versions no longer
-labelled). Each step is a complete, valid file, renamed into place.
+labelled). Each step is a complete, valid file, renamed into place. Before the step that moves a
+label, ``apply_serving_state`` calls ``between_steps`` with a ``LabelMove``: the place to wait
+until the server has loaded the versions the labels move onto (``components.serving.server``).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -25,6 +28,8 @@ from components.serving.files import write_atomically
 
 __all__ = [
     "MODELS_CONFIG_FILE",
+    "BetweenSteps",
+    "LabelMove",
     "ServingState",
     "apply_serving_state",
     "check_label_rule",
@@ -56,6 +61,39 @@ class ServingState:
     def __post_init__(self) -> None:
         object.__setattr__(self, "versions", tuple(sorted(set(self.versions))))
         object.__setattr__(self, "labels", dict(sorted(self.labels.items())))
+
+
+@dataclass(frozen=True)
+class LabelMove:
+    """A label move about to be written: what the server has been told, and what comes next.
+
+    Attributes:
+        before: ``models.config`` as it was before this operation (None: there was none, so no
+            server can have read a config of this base path yet).
+        served: the file on disk now: the first step of the move, or ``before`` when the move
+            takes one step (its versions were served already).
+        served_since: when ``served`` was written (seconds since the epoch).
+        target: the file written next, whose labels move.
+    """
+
+    before: ServingState | None
+    served: ServingState
+    served_since: float
+    target: ServingState
+
+    @property
+    def onto(self) -> tuple[int, ...]:
+        """The versions a label moves onto, ascending. Only labelled versions are served, so
+        every version the first step started serving is among them."""
+        return tuple(sorted({
+            version for label, version in self.target.labels.items()
+            if self.served.labels.get(label) != version
+        }))
+
+
+# Called before a step that moves a label: wait there until the server has loaded the versions
+# the labels move onto, or raise (ServerNotReady) to leave the file at the step before.
+BetweenSteps = Callable[[LabelMove], None]
 
 
 def check_label_rule(config: model_server_config_pb2.ModelServerConfig) -> None:
@@ -182,26 +220,40 @@ def label_move_steps(current: ServingState | None, target: ServingState) -> list
 def apply_serving_state(
     base_path: str,
     target: ServingState,
-    between_steps: Callable[[ServingState], None] | None = None,
+    between_steps: BetweenSteps | None = None,
+    *,
+    before_last: Callable[[], None] | None = None,
 ) -> list[ServingState]:
     """Bring ``<base>/models.config`` to ``target`` through ``label_move_steps``.
 
     Call under the base path's lock. Each step is written atomically (temporary file, fsync,
-    rename). ``between_steps`` is called after each step but the last, with the state just
-    written: give TF Serving time there to load new versions (at least its config poll period
-    plus the model's load time) before a label moves onto them.
+    rename). Before the last step, when it moves a label onto a version, ``between_steps`` is
+    called with the ``LabelMove``: give TF Serving time there to load those versions (at least
+    its config poll period plus the load time), or raise to stop with the file at the step
+    before. ``before_last`` is called right before the last step is written (after
+    ``between_steps``).
 
     Returns:
         The states written (empty when the file already says ``target``).
 
     Raises:
         ReleaseError: the current file is unreadable, or ``target`` breaks the label rule.
+        Whatever ``between_steps`` raises: the last step is not written.
     """
     path = os.path.join(base_path, MODELS_CONFIG_FILE)
-    steps = label_move_steps(read_models_config(base_path), target)
+    before = read_models_config(base_path)
+    steps = label_move_steps(before, target)
     texts = [models_config_text(step) for step in steps]  # all checked before the first write
+    served = before
+    served_since = os.stat(path).st_mtime if before is not None else 0.0
     for i, (step, text) in enumerate(zip(steps, texts, strict=True)):
+        if i == len(steps) - 1:
+            if between_steps is not None and served is not None:
+                move = LabelMove(before, served, served_since, step)
+                if move.onto:
+                    between_steps(move)
+            if before_last is not None:
+                before_last()
         write_atomically(path, text.encode())
-        if between_steps is not None and i < len(steps) - 1:
-            between_steps(step)
+        served, served_since = step, time.time()
     return steps

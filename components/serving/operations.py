@@ -1,14 +1,22 @@
 """Operations on released versions: promote, rollback, traffic split, prune.
 
-Each runs under the base path's lock (``locked_operation``), is refused (``ReleaseRefused``)
-before anything is written when the request is not valid in the current state, commits a label
-change in the safe order of ``components.serving.commit``, appends to the history in
-``labels.json`` (who, when, why, labels after: the ``Audit``) and, when the audit names a
-metadata store, records a ``ReleaseOperation`` execution in ML Metadata.
+Each runs under the base path's lock (``locked_operation``, waiting at most ``lock_timeout``
+seconds for another operation), is refused (``ReleaseRefused``) before anything is written when
+the request is not valid in the current state, commits a label change in the safe order of
+``components.serving.commit``, appends to the history in ``labels.json`` (who, when, why, labels
+after: the ``Audit``) and, when the audit names a metadata store, records a ``ReleaseOperation``
+execution in ML Metadata.
+
+A promote or rollback that moves the ``stable`` label onto a version TF Serving has not loaded
+waits for it between the two steps (``between_steps``, e.g. ``ServerWait``). If it is not
+loaded in time (``ServerNotReady``) the labels stay where they were, ``models.config`` serves the
+version beside the others, and the failure is recorded (history, and ML Metadata with
+``details.outcome: failed``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import secrets
@@ -18,14 +26,16 @@ from dataclasses import dataclass
 from components.metadata import RecordedOperation
 from components.serving.commit import (
     Audit,
-    BetweenSteps,
+    OperationContext,
     locked_operation,
     record_in_metadata,
+    record_not_ready,
 )
-from components.serving.errors import ReleaseError, ReleaseRefused
+from components.serving.errors import ReleaseError, ReleaseRefused, ServerNotReady
 from components.serving.files import TMP_PREFIX
 from components.serving.labels import LABELS, LabelState, write_state
-from components.serving.models_config import ServingState, read_models_config
+from components.serving.lock import DEFAULT_LOCK_TIMEOUT_SECONDS
+from components.serving.models_config import BetweenSteps, ServingState, read_models_config
 from components.serving.names import parse_tag
 from components.serving.records import Release, find_release, read_releases
 
@@ -96,12 +106,45 @@ def _resolve(base_path: str, state: LabelState, target: str | int) -> Release:
     raise ReleaseRefused(f"unknown tag {target!r} in {base_path} (latest tags: {known})")
 
 
+def _commit_or_record_failure(
+    ctx: OperationContext,
+    after: LabelState,
+    between_steps: BetweenSteps | None,
+    *,
+    version: int,
+    tag: str,
+    linked: list[int],
+) -> tuple[ServingState, ...]:
+    """``ctx.commit``; when TF Serving did not load ``version`` in time, record the failure
+    (labels unchanged) in the history and in ML Metadata, then raise."""
+    try:
+        return ctx.commit(after, between_steps)
+    except ServerNotReady as e:
+        error = ServerNotReady(
+            f"{ctx.operation} of version {version} ({tag or 'no tag'}) stopped before the stable "
+            f"label moved: {e}; labels unchanged, models.config serves version {version} "
+            "beside the others"
+        )
+        before = ctx.before
+        record_not_ready(ctx.base, before, ctx.history_entry(
+            before, version=version, tag=tag, outcome="failed", error=str(error),
+        ))
+        # The error above is what the caller must see; the history has the failure either way.
+        with contextlib.suppress(ReleaseError):
+            record_in_metadata(
+                ctx, before, version=version, tag=tag, linked=linked,
+                details={"outcome": "failed", "error": str(error), "labels": before.labels},
+            )
+        raise error from e
+
+
 def promote(
     base_path: str,
     target: str | int,
     *,
     audit: Audit = _DEFAULT_AUDIT,
     between_steps: BetweenSteps | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> OperationResult:
     """Label a released, blessed version ``stable`` (usually the canary: ``promote canary``).
 
@@ -113,14 +156,20 @@ def promote(
         target: a version number, a tag (``canary-v3-20240520``) or a label (``canary``).
         audit: who, why and when, kept in the history and, when it names a store, in ML
             Metadata (default: the current user and time, no reason, not recorded in MLMD).
-        between_steps: see ``apply_serving_state``.
+        between_steps: called before the label moves onto a version (see
+            ``apply_serving_state``): wait there for TF Serving to load it (``ServerWait``).
+        lock_timeout: how long to wait for another operation's lock on the base path.
 
     Raises:
         InvalidNameError: ``target`` is neither a version, a label nor a well-formed tag.
         ReleaseRefused: unknown tag or version, not blessed, pruned, or already stable.
         ReleaseError: writing failed, or recording in ML Metadata failed after the change.
+        LockTimeout: another operation held the lock longer than ``lock_timeout``.
+        ServerNotReady: TF Serving did not load the version in time; labels unchanged.
     """
-    with locked_operation(base_path, "promote", audit=audit) as ctx:
+    with locked_operation(
+        base_path, "promote", audit=audit, lock_timeout=lock_timeout
+    ) as ctx:
         base, before = ctx.base, ctx.before
         release = _resolve(base, before, target)
         if not release.blessed:
@@ -143,7 +192,10 @@ def promote(
         after.history.append(ctx.history_entry(
             after, version=release.version, tag=release.tag, previous_stable=previous,
         ))
-        steps = ctx.commit(after, between_steps)
+        steps = _commit_or_record_failure(
+            ctx, after, between_steps, version=release.version, tag=release.tag,
+            linked=[release.version],
+        )
         recorded = record_in_metadata(
             ctx, after, version=release.version, tag=release.tag,
             linked=[release.version],
@@ -160,6 +212,7 @@ def rollback(
     *,
     audit: Audit = _DEFAULT_AUDIT,
     between_steps: BetweenSteps | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> OperationResult:
     """Label the previous stable version ``stable`` again (one step back in the stable history).
 
@@ -168,8 +221,11 @@ def rollback(
     Raises:
         ReleaseRefused: no previous stable version, or it is no longer in the base path.
         ReleaseError: writing failed, or recording in ML Metadata failed after the change.
+        LockTimeout, ServerNotReady: as for ``promote``.
     """
-    with locked_operation(base_path, "rollback", audit=audit) as ctx:
+    with locked_operation(
+        base_path, "rollback", audit=audit, lock_timeout=lock_timeout
+    ) as ctx:
         base, before = ctx.base, ctx.before
         previous = before.previous_stable()
         current = before.labels.get("stable")
@@ -191,10 +247,12 @@ def rollback(
         after.history.append(ctx.history_entry(
             after, version=previous, tag=tag, rolled_back_from=current,
         ))
-        steps = ctx.commit(after, between_steps)
+        linked = [previous] + ([current] if current is not None else [])
+        steps = _commit_or_record_failure(
+            ctx, after, between_steps, version=previous, tag=tag, linked=linked
+        )
         recorded = record_in_metadata(
-            ctx, after, version=previous, tag=tag,
-            linked=[previous] + ([current] if current is not None else []),
+            ctx, after, version=previous, tag=tag, linked=linked,
             details={"labels": after.labels, "rolled_back_from": current},
         )
     return OperationResult(
@@ -208,6 +266,7 @@ def set_traffic(
     canary_percent: int,
     *,
     audit: Audit = _DEFAULT_AUDIT,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> OperationResult:
     """Send ``canary_percent`` % of requests to the canary and the rest to stable.
 
@@ -228,7 +287,9 @@ def set_traffic(
         raise ReleaseRefused(
             f"canary percent must be an integer from 0 to 100, got {canary_percent!r}"
         )
-    with locked_operation(base_path, "traffic", audit=audit) as ctx:
+    with locked_operation(
+        base_path, "traffic", audit=audit, lock_timeout=lock_timeout
+    ) as ctx:
         base, before = ctx.base, ctx.before
         if "canary" not in before.labels:
             raise ReleaseRefused(f"no canary version in {base}: nothing to send traffic to")
@@ -257,6 +318,7 @@ def prune(
     keep: int,
     *,
     audit: Audit = _DEFAULT_AUDIT,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> OperationResult:
     """Remove old version directories, keeping the ``keep`` newest and every version in use.
 
@@ -272,7 +334,7 @@ def prune(
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise ReleaseRefused(f"--keep must be an integer >= 0, got {keep!r}")
-    with locked_operation(base_path, "prune", audit=audit) as ctx:
+    with locked_operation(base_path, "prune", audit=audit, lock_timeout=lock_timeout) as ctx:
         base, before, serving = ctx.base, ctx.before, ctx.serving
         present = serving.versions()
         config = read_models_config(base)

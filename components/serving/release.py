@@ -7,9 +7,15 @@
 2. ``contract.json``: the release's serving contract, when it is the first one or replaces the
    one in force after an allowed breaking change (``keep_contract``), so that no label ever
    points at a version whose contract is not kept;
-3. the labels: ``routing.json``, ``models.config`` (two-step label move), ``labels.json``
+3. the labels: ``routing.json``, ``models.config`` (two-step label move, waiting between the
+   steps until TF Serving has loaded the new version: ``between_steps``), ``labels.json``
    (``commit_labels``), and ``batching_parameters.txt`` when batching settings are given;
 4. last, the release record ``.releases/<version>.json``.
+
+If TF Serving does not load the new version in time (``ServerNotReady``), the release stops at
+the first step of the label move: the version is served beside the others, the labels and
+routing stay as they were, ``labels.json``'s history notes the failed release, and no record is
+written, so that releasing the same model again (the next run) finishes it.
 
 A version with a record is a finished release; a contract is in force once its release is
 recorded. A release killed anywhere before its record is completed by releasing the same model
@@ -34,16 +40,18 @@ from components.serving.batching import (
     batching_parameters_text,
 )
 from components.serving.commit import (
-    BetweenSteps,
     commit_labels,
     current_actor,
     history_entry,
+    record_not_ready,
     utc,
 )
 from components.serving.contract import Contract, keep_contract, read_contract
-from components.serving.errors import ReleaseError, ReleaseRefused
+from components.serving.errors import ReleaseError, ReleaseRefused, ServerNotReady
 from components.serving.files import write_atomically
 from components.serving.labels import LABELS, read_state
+from components.serving.lock import DEFAULT_LOCK_TIMEOUT_SECONDS
+from components.serving.models_config import BetweenSteps
 from components.serving.names import make_tag, validate_channel, validate_model_name
 from components.serving.records import (
     Release,
@@ -161,6 +169,7 @@ def release_version(
     *,
     between_steps: BetweenSteps | None = None,
     now: dt.datetime | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> Release:
     """Push ``request.model_dir`` as a new version, keep its contract, label it, record it.
 
@@ -173,9 +182,11 @@ def release_version(
     Args:
         base_path: the model base path (created if missing).
         request: what to release.
-        between_steps: called between the two steps of a label move (see
-            ``apply_serving_state``); give TF Serving time to load the new version there.
+        between_steps: called before the step of a label move that moves the label onto the
+            new version (see ``apply_serving_state``): wait there for TF Serving to load it
+            (``ServerWait``). None: no wait.
         now: the release time (UTC); defaults to the current time.
+        lock_timeout: how long to wait for another operation's lock on the base path.
 
     Returns:
         The release: ``tag``, ``version``, ``path``, and ``reused``: True when the model was
@@ -188,6 +199,9 @@ def release_version(
             nothing is written.
         ContractError: the base path's ``contract.json`` is malformed; nothing is written.
         ReleaseError: the push failed (nothing visible is left behind).
+        LockTimeout: another operation held the lock longer than ``lock_timeout``.
+        ServerNotReady: TF Serving did not load the version in time; the label did not move
+            and no record was written (see the module docstring).
     """
     request = _checked(request)
     batching_text = None
@@ -198,9 +212,9 @@ def release_version(
             raise ReleaseRefused(str(e)) from e
     moment = utc(now)
     when = moment.isoformat(timespec="seconds")
-    serving = ServingDir(base_path)
+    serving = ServingDir(base_path, lock_timeout)
     base = serving.base_path
-    with serving.lock():
+    with serving.lock():  # which removes a killed writer's temporaries, before any refusal
         check_model_name(base, request.model_name)
         read_contract(base)  # a malformed contract.json stops the release before the push
         try:
@@ -231,13 +245,28 @@ def release_version(
             after.stable_history.append(release.version)
             if after.labels.get("canary") == release.version:
                 del after.labels["canary"]
+        actor = current_actor()
         after.history.append(
             history_entry(
-                "release", after, when=when, actor=current_actor(), reason=None,
+                "release", after, when=when, actor=actor, reason=None,
                 version=release.version, tag=release.tag, label=label,
             )
         )
-        commit_labels(base, before, after, between_steps=between_steps, when=when)
+        try:
+            commit_labels(base, before, after, between_steps=between_steps, when=when)
+        except ServerNotReady as e:
+            error = ServerNotReady(
+                f"release {release.tag} (version {release.version}) stopped before the "
+                f"{label} label moved: {e}; labels unchanged, models.config serves version "
+                f"{release.version} beside the others; releasing the same model again finishes "
+                "the release"
+            )
+            record_not_ready(base, before, history_entry(
+                "release", before, when=when, actor=actor, reason=None,
+                version=release.version, tag=release.tag, label=label, outcome="failed",
+                error=str(error),
+            ))
+            raise error from e
         if batching_text is not None:
             write_atomically(os.path.join(base, BATCHING_FILE), batching_text.encode())
         write_release_record(base, release)

@@ -5,8 +5,9 @@ Layout of a base path::
     <base>/1/, <base>/2/, ...      version directories, the only entries TF Serving reads
     <base>/.versions/<N>.json      {"version", "content_hash", "pushed_at"} per pushed version
     <base>/.version_counter        the last version number handed out (never reused)
-    <base>/.lock                   flock'ed for the whole of a push
-    <base>/.tmp-*                  work in progress; removed by the next push if left behind
+    <base>/.lock                   flock'ed for the whole of a push or release operation;
+                                   holds its holder's pid, command line and start time
+    <base>/.tmp-*                  work in progress; removed by whoever takes the lock next
                                    (as are ``.tmp-*`` files in hidden bookkeeping directories)
 
 A numeric directory appears in one ``rename`` and only once complete and fsync'ed, so TF
@@ -16,22 +17,22 @@ Serving (which polls the base path) never loads a half-copied model. Pure standa
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import secrets
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from components.serving.files import TMP_PREFIX, fsync_path, read_json, write_atomically, write_json
+from components.serving.lock import DEFAULT_LOCK_TIMEOUT_SECONDS, LOCK_FILE, hold_lock
 
 __all__ = [
     "COUNTER_FILE",
+    "DEFAULT_LOCK_TIMEOUT_SECONDS",
     "LOCK_FILE",
     "METADATA_DIR",
     "PushError",
@@ -42,16 +43,11 @@ __all__ = [
 
 COUNTER_FILE = ".version_counter"
 METADATA_DIR = ".versions"
-LOCK_FILE = ".lock"
 SAVED_MODEL_FILE = "saved_model.pb"
 
 # ASCII digits only: str.isdigit() would also accept e.g. "²", which int() rejects.
 _VERSION_NAME = re.compile(r"[0-9]+")
 _HASH_CHUNK = 1024 * 1024
-
-# Base paths whose lock the current thread holds, so that an operation holding the lock (a
-# release: push + record + models.config) can call ``push`` without deadlocking on its own flock.
-_held_locks = threading.local()
 
 
 class PushError(RuntimeError):
@@ -170,11 +166,14 @@ class ServingDir:
     Reads (``versions``, ``next_version``, ``find_by_hash``, ``read_metadata``) take no lock
     and are safe while a push runs, because every write is a rename of a complete file or
     directory. ``push`` serialises with other pushes through ``flock`` on ``<base>/.lock``,
-    across processes and threads alike.
+    across processes and threads alike, waiting at most ``lock_timeout`` seconds.
     """
 
-    def __init__(self, base_path: str) -> None:
+    def __init__(
+        self, base_path: str, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS
+    ) -> None:
         self.base_path = os.path.abspath(base_path)
+        self.lock_timeout = lock_timeout
 
     def __repr__(self) -> str:
         return f"ServingDir({self.base_path!r})"
@@ -266,28 +265,21 @@ class ServingDir:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the base path's exclusive lock (``flock`` on ``<base>/.lock``).
+        """Hold the base path's exclusive lock (``components.serving.lock``).
 
-        Blocks until the lock is free. Re-entrant within a thread: code that holds the lock may
-        call ``push``. Other threads and processes wait. Creates the base path if missing.
+        Waits at most ``lock_timeout`` seconds for another holder. Once acquired, removes the
+        temporaries of writers that died (``remove_stale_temporaries``): every entry point that
+        writes takes this lock first, so a killed push or release is cleaned up by the next
+        one, whichever it is. Re-entrant within a thread: code that holds the lock may call
+        ``push``. Creates the base path if missing.
+
+        Raises:
+            LockTimeout: still held by another after ``lock_timeout`` s; names the holder.
         """
-        held: set[str] = _held_locks.__dict__.setdefault("paths", set())
-        if self.base_path in held:
+        with hold_lock(self.base_path, self.lock_timeout) as outermost:
+            if outermost:
+                self.remove_stale_temporaries()
             yield
-            return
-        os.makedirs(self.base_path, exist_ok=True)
-        fd = os.open(os.path.join(self.base_path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            # Blocking: a second push waits for the first rather than failing. The kernel
-            # drops the lock if the holder dies, so a killed push cannot wedge the next one.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            held.add(self.base_path)
-            try:
-                yield
-            finally:
-                held.discard(self.base_path)
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
 
     def remove_stale_temporaries(self) -> None:
         """Remove ``.tmp-*`` entries of the base path and of its hidden bookkeeping directories.
@@ -312,7 +304,8 @@ class ServingDir:
     def push(self, model_dir: str) -> PushResult:
         """Publish the SavedModel in ``model_dir`` as a new version, or reuse an identical one.
 
-        Under the base path's lock: clean up temporaries of killed pushes, hash the model,
+        Under the base path's lock (taking it removes temporaries of killed writers): hash the
+        model,
         and return the existing version with the same hash if there is one. Otherwise copy
         the model into ``<base>/.tmp-<N>-<random>``, fsync it, verify the copy's hash, record
         ``N`` in the counter and ``.versions/N.json``, then rename the copy to ``<base>/<N>``
@@ -330,12 +323,12 @@ class ServingDir:
         Raises:
             PushError: ``model_dir`` is not a SavedModel, changed while being copied, or the
                 copy failed. No numeric or temporary directory is left behind.
+            LockTimeout: another operation held the lock for longer than ``lock_timeout``.
         """
         if not os.path.isfile(os.path.join(model_dir, SAVED_MODEL_FILE)):
             raise PushError(f"{model_dir} is not a SavedModel: it has no {SAVED_MODEL_FILE}")
         os.makedirs(self.base_path, exist_ok=True)
-        with self.lock():
-            self.remove_stale_temporaries()
+        with self.lock():  # which also removes the temporaries of killed writers
             dirs, files = _walk_model(model_dir)
             content_hash = _tree_hash(model_dir, files)
             existing = self.find_by_hash(content_hash)
@@ -385,3 +378,4 @@ class ServingDir:
         _remove(tmp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._metadata_path(version))
+

@@ -21,11 +21,13 @@ def SignatureValidator(  # noqa: N802
     allow_breaking_reason: Parameter[str],
     sample_size: Parameter[int],
     baseline_model: InputArtifact[Model] = None,
+    code_fingerprint: Parameter[str] = "",
 ) -> None:
     """Blesses `model` when it loads, answers real examples and keeps the serving contract.
 
     `baseline_model` is not read: the verdict depends on the `stable` version, and this input
     (the resolver's baseline, which is the stable model) re-runs the validator when it changes.
+    `code_fingerprint` is not read either: it re-runs the validator when its code changes.
     """
     contract = Contract.from_json(json.loads(contract_json), "validation.contract") if (
         contract_json) else None

@@ -16,6 +16,7 @@ from absl import logging
 
 from components.trainer.cluster import ClusterTask
 from components.trainer.features import load_schema, select_features
+from components.trainer.progress import ProgressWriter
 from components.trainer.settings import TrainerCustomConfig, TrainJob
 
 
@@ -24,6 +25,7 @@ def train_and_export(
     *,
     cluster: ClusterTask | None = None,
     on_strategy_ready=None,
+    progress_file: str | None = None,
 ) -> dict[str, float]:
     """Trains the model the schema and `job.model` describe and exports it; returns eval metrics.
 
@@ -32,6 +34,9 @@ def train_and_export(
         Only the chief writes `job.serving_model_dir`; the others export to a temporary
         directory (saving is collective) that is removed.
       on_strategy_ready: called once every worker of the cluster has been reached.
+      progress_file: where to report progress for the local launcher (components/trainer/
+        progress.py): first once every worker is reached, then batches, evaluation, epochs
+        and the export.
     """
     from components.trainer.strategy import start_strategy
 
@@ -44,6 +49,15 @@ def train_and_export(
     )
     if on_strategy_ready is not None:
         on_strategy_ready()
+    # Keras runs whole epochs: train_steps is rounded up to a multiple of the epoch length.
+    train_steps = job.train_steps
+    epochs = max(1, min(tcfg.epochs, train_steps))
+    steps_per_epoch = -(-train_steps // epochs)
+    epochs = -(-train_steps // steps_per_epoch)
+    index = cluster.index if cluster else 0
+    progress = ProgressWriter(progress_file, index, epochs) if progress_file else None
+    if progress:
+        progress.report("starting", force=True)
     import tf_keras as keras
 
     from components.trainer.input_fn import make_dataset, numeric_stats
@@ -57,7 +71,6 @@ def train_and_export(
     with strategy.scope():
         model = build_model(features, label, stats, mcfg, learning_rate=tcfg.learning_rate)
     workers = cluster.num_workers if cluster else 1
-    index = cluster.index if cluster else 0
     # Each worker reads its own shard; tf.distribute splits each worker's batch of
     # (per-worker batch x workers) across all replicas, so each worker steps on its batch size.
     global_batch = tcfg.batch_size * workers
@@ -65,12 +78,6 @@ def train_and_export(
                             seed=tcfg.seed, num_shards=workers, shard_index=index)
     eval_ds = make_dataset(job.eval_files, features, label, global_batch, training=False,
                            num_shards=workers, shard_index=index)
-    # Keras runs whole epochs: train_steps is rounded up to a multiple of the epoch length.
-    train_steps = job.train_steps
-    epochs = max(1, min(tcfg.epochs, train_steps))
-    steps_per_epoch = -(-train_steps // epochs)
-    epochs = -(-train_steps // steps_per_epoch)
-
     first_epoch: list[int] = []
 
     def say(line: str) -> None:
@@ -90,10 +97,21 @@ def train_and_export(
         say(f"epoch {epoch + 1}/{epochs} done: "
             + ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items()))
 
+    def on_train_end(logs=None):
+        if not first_epoch:  # every epoch was in the backup: a restart after the training
+            say(f"resumed from backup after the last epoch ({epochs} of {epochs}): "
+                "only the export is left")
+
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin,
-                                                on_epoch_end=on_epoch_end)]
+                                                on_epoch_end=on_epoch_end,
+                                                on_train_end=on_train_end)]
     if job.backup_dir:
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(job.backup_dir))
+        # Kept through the export (removed below): a chief that dies while exporting is
+        # restarted from the finished training, not from the first epoch.
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(job.backup_dir,
+                                                             delete_checkpoint=False))
+    if progress:
+        callbacks.append(_progress_callback(keras, progress))
     history = model.fit(
         train_ds,
         epochs=epochs,
@@ -106,12 +124,45 @@ def train_and_export(
     logging.info("trained on %d replica(s)", strategy.num_replicas_in_sync)
     chief = cluster is None or cluster.is_chief
     export_dir = job.serving_model_dir if chief else tempfile.mkdtemp(prefix=f"worker-{index}-")
+    say("exporting the model" if chief else "exporting (collective; the chief's copy is kept)")
+    if progress:
+        progress.report("exporting", force=True)
     try:
         export_model(model, features, label, export_dir)
     finally:
         if not chief:
             shutil.rmtree(export_dir, ignore_errors=True)
+    if chief and job.backup_dir:
+        shutil.rmtree(job.backup_dir, ignore_errors=True)
+    if progress:
+        progress.report("exported", force=True)
     return {k: float(v[-1]) for k, v in history.history.items()}
+
+
+def _progress_callback(keras, progress: ProgressWriter):
+    """Reports each finished batch (train and eval) and epoch; costs microseconds a batch."""
+
+    class Progress(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self._supports_tf_logs = True  # logs unused: no per-batch conversion to numpy
+
+        def on_epoch_begin(self, epoch, logs=None):
+            progress.report("training", epoch=epoch + 1, batch=0, force=True)
+
+        def on_train_batch_end(self, batch, logs=None):
+            progress.report("training", batch=batch + 1)
+
+        def on_test_begin(self, logs=None):
+            progress.report("evaluating", batch=0)
+
+        def on_test_batch_end(self, batch, logs=None):
+            progress.report("evaluating", batch=batch + 1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            progress.report("epoch done", force=True)
+
+    return Progress()
 
 
 def job_spec(fn_args) -> TrainJob:
@@ -158,8 +209,5 @@ def run_fn(fn_args) -> None:
         run_cluster_worker(spec_path, tf_config)
     else:
         run_local_workers(
-            spec_path,
-            dist.workers,
-            max_restarts=dist.max_restarts,
-            state_file=os.path.join(fn_args.model_run_dir, "workers.json"),
+            spec_path, state_file=os.path.join(fn_args.model_run_dir, "workers.json")
         )

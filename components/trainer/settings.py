@@ -44,6 +44,11 @@ class DistributionConfig(ConfigModel):
     startup_timeout_seconds: float = 120.0
     # Bound on each collective operation (null: none; the strategy's health checks still run).
     collective_timeout_seconds: float | None = None
+    # Local workers: a worker silent this long (no finished batch, eval batch or epoch) once
+    # the group trains is hung; the group is stopped and restarted from backup, counting
+    # against max_restarts. Must exceed the slowest step, the first (traced) step and the
+    # export (null: no bound).
+    progress_timeout_seconds: float | None = 300.0
 
 
 class TrainerConfig(ConfigModel):

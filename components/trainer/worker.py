@@ -50,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m components.trainer.worker JOB.json", file=sys.stderr)
         return 2
+    from components.trainer.lifeline import LifelineError, join_launcher_group
+
+    try:  # first: before any thread, and before the launcher could die unnoticed
+        if not join_launcher_group():
+            return 2  # the launcher is gone: nobody to train for
+    except LifelineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from components.tf_process import prepare_tf_process
 
     prepare_tf_process()  # Keras 2 for MultiWorkerMirroredStrategy: before TensorFlow's import
@@ -77,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{', '.join(cluster.peers())} within {timeout:.0f} s; check TF_CONFIG and that "
             "every worker is running",
         )
+    from components.trainer.progress import PROGRESS_FILE_VAR
     from components.trainer.run_fn import train_and_export
 
-    train_and_export(job, cluster=cluster, on_strategy_ready=disarm)
+    train_and_export(job, cluster=cluster, on_strategy_ready=disarm,
+                     progress_file=os.environ.get(PROGRESS_FILE_VAR))
     print(f"worker {cluster.index} finished", flush=True)
     return 0
 

@@ -60,7 +60,12 @@ def run_pipeline(
     from components.tf_process import prepare_tf_process
     from pipeline.app.preflight import preflight
     from pipeline.app.run_log import error_line, open_run_log
-    from pipeline.app.run_record import inputs_before_run, reuse_last_run, save_run_record
+    from pipeline.app.run_record import (
+        inputs_before_run,
+        reuse_last_run,
+        save_run_record,
+        state_before_run,
+    )
 
     prepare_tf_process()  # before anything (the runner, the report) imports TensorFlow
     run_id = run_id or new_run_id()
@@ -76,6 +81,8 @@ def run_pipeline(
     if inputs and not full and cfg.enable_cache and reuse_last_run(cfg, result, inputs):
         log_handler.flush()
         return result
+    # Before anything of the run: what changes after this and is not the run's own is found.
+    start = state_before_run(cfg)
     progress = ProgressHandler(on_progress, lambda name: node_state(cfg, run_id, name))
     logging.getLogger().addHandler(progress)
     try:
@@ -93,7 +100,7 @@ def run_pipeline(
         logging.getLogger().removeHandler(progress)
         _report(cfg, result, progress.seconds)
         if result.status == "succeeded" and inputs:
-            save_run_record(cfg, inputs, result)
+            save_run_record(cfg, inputs, result, start)
         log_handler.flush()
     return result
 

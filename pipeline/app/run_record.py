@@ -1,5 +1,6 @@
-"""The record of the last successful run, around a run: the inputs fingerprinted before it
-starts, its outputs reused when nothing changed since, the record saved after it succeeds.
+"""The record of the last successful run, around a run: the inputs fingerprinted and the state
+marked before it starts, its outputs reused when nothing changed since, the record saved after
+it succeeds unless someone else changed the state meanwhile (`during_run`).
 
 The comparison itself is `pipeline.app.up_to_date`; this module is what a run does with it,
 and it never lets a problem with the record fail a run (in doubt, the run goes through TFX).
@@ -7,11 +8,16 @@ and it never lets a problem with the record fail a run (in doubt, the run goes t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from pipeline.app.run_result import ComponentRun, RunResult
 from pipeline.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from pipeline.app.during_run import StartState
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +67,40 @@ def reuse_last_run(cfg: PipelineConfig, result: RunResult, inputs: dict[str, str
     return True
 
 
-def save_run_record(cfg: PipelineConfig, inputs: dict[str, str], result: RunResult) -> None:
-    """Records a successful run for the next one's check; a failure to write is logged (the
-    next run then goes through TFX)."""
-    from components.metadata import open_store
-    from pipeline.app.up_to_date import save_record
+def state_before_run(cfg: PipelineConfig) -> StartState | None:
+    """ML Metadata's and the base path's marks before the run starts (`during_run`); None if
+    they cannot be read (the run is then not recorded)."""
+    from pipeline.app.during_run import state_at_start
 
     try:
-        save_record(cfg, inputs, result.to_json(), open_store(cfg.resolved_metadata_path))
+        return state_at_start(cfg)
+    except Exception:  # noqa: BLE001
+        log.warning("state before the run not read; the run will not be recorded",
+                    exc_info=True)
+        return None
+
+
+def save_run_record(cfg: PipelineConfig, inputs: dict[str, str], result: RunResult,
+                    start: StartState | None) -> None:
+    """Records a successful run for the next one's check, unless someone else changed ML
+    Metadata or the base path while it ran (the old record is then removed too); a failure to
+    write is logged. Without a record the next run goes through TFX."""
+    from components.metadata import open_store
+    from pipeline.app.during_run import changes_by_others
+    from pipeline.app.up_to_date import record_path, save_record
+
+    try:
+        store = open_store(cfg.resolved_metadata_path)
+        data = result.to_json()
+        others = ["the state before the run is unknown"] if start is None else (
+            changes_by_others(cfg, store, data, start))
+        if others:
+            record_path(cfg).unlink(missing_ok=True)
+            log.warning("run %s not recorded as up to date: changed during the run by someone "
+                        "else: %s", result.run_id, "; ".join(others))
+            return
+        save_record(cfg, inputs, data, store)
     except Exception:  # noqa: BLE001  (without a record the next run goes through TFX)
         log.warning("could not save the run record", exc_info=True)
+        with contextlib.suppress(OSError):
+            record_path(cfg).unlink(missing_ok=True)

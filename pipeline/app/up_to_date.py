@@ -7,11 +7,12 @@ comparing what can change a run's outcome with what it was when the last run tha
 through TFX succeeded:
 
 - inputs: the resolved configuration (with absolute paths), the project's source code, the
-  schema file, the selected span's files (name, size, mtime: ImportExampleGen's own
-  fingerprint), the Python and library versions;
+  schema file's content, the selected span's files as TFX lists them, dot-files included
+  (name, size, mtime: ImportExampleGen's own fingerprint), the Python and library versions;
 - state a run reads: ML Metadata (any execution, artifact or context created or updated since:
   a release operation, another run, even a failed one, moves it) and the serving base path
-  (versions, labels, models.config, release records, the serving contract);
+  (versions, labels, models.config, release records, the serving contract), as they are after
+  the run; a run during which someone else changed them is not recorded (`during_run`);
 - the last run's output artifacts, still on disk.
 
 Any difference, an unreadable record or an error while checking sends the run through TFX.

@@ -1,4 +1,5 @@
-"""Multi-worker training with real processes and real TensorFlow: bad clusters, dead workers.
+"""Multi-worker training with real processes and real TensorFlow: bad clusters, dead workers,
+hung workers, and the group's private network.
 
 Every worker here is `python -m components.trainer.worker JOB.json`, the entrypoint the launcher,
 cluster mode and the TFJob pods run. Subprocess timeouts and pytest-timeout bound every test, and
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -273,8 +276,7 @@ def test_killed_worker_restarts_the_group_which_resumes_from_backup(tmp_path):
 
     sink.action = (epoch_2_done_by_both, kill_worker_1)
     try:
-        run_local_workers(str(job), 2, max_restarts=2, poll_seconds=0.5,
-                          state_file=str(state_file), sink=sink,
+        run_local_workers(str(job), poll_seconds=0.5, state_file=str(state_file), sink=sink,
                           env=worker_env(TMPDIR=str(worker_tmp)))
         attempt, last_pids = read_pids(state_file)
     finally:
@@ -332,8 +334,8 @@ def test_group_stops_with_a_clear_error_when_restarts_are_exhausted(tmp_path):
     sink.action = (worker_1_is_up, kill_worker_1)
     try:
         with pytest.raises(WorkerGroupError) as info:
-            run_local_workers(str(job), 2, max_restarts=0, poll_seconds=0.5,
-                              state_file=str(state_file), sink=sink, env=worker_env())
+            run_local_workers(str(job), poll_seconds=0.5, state_file=str(state_file),
+                              sink=sink, env=worker_env())
     finally:
         leftovers = kill_leftovers(str(job))
     message = str(info.value)
@@ -346,3 +348,202 @@ def test_group_stops_with_a_clear_error_when_restarts_are_exhausted(tmp_path):
         assert not alive(pid), f"worker pid {pid} is still alive"
     assert leftovers == []
     assert not (tmp_path / "serving").exists()
+
+
+# --- a hung group: no progress within the bound, the group restarts from backup --------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_stopped_group_is_detected_and_resumes_from_backup(tmp_path):
+    """SIGSTOP every worker mid-epoch: no process is left to notice (TensorFlow's own health
+    checks notice a single stopped peer, from the other worker); only the launcher can."""
+    timeout = 45.0
+    job = write_job(tmp_path, epochs=4, train_steps=4 * 300, workers=2, max_restarts=2,
+                    progress_timeout_seconds=timeout)
+    state_file = tmp_path / "workers.json"
+    sink = Recorder()
+    stopped: dict[str, object] = {}
+
+    def epoch_2_done_by_both(lines: list[str]) -> bool:
+        return all(any(f"[worker {i}] epoch 2/4 done" in x for x in lines) for i in (0, 1))
+
+    def stop_both() -> None:
+        attempt, pids = read_pids(state_file)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        stopped.update(time=time.monotonic(), pids=pids, attempt=attempt)
+        print(f"[test] SIGSTOP to workers 0 and 1 (pids {pids})", flush=True)
+
+    sink.action = (epoch_2_done_by_both, stop_both)
+    try:
+        run_local_workers(str(job), poll_seconds=0.5, state_file=str(state_file), sink=sink,
+                          env=worker_env())
+        attempt, last_pids = read_pids(state_file)
+    finally:
+        leftovers = kill_leftovers(str(job))
+
+    lines = sink.texts()
+    assert stopped and stopped["attempt"] == 0
+    at, detected = sink.first(f"[launcher] no training progress within {timeout:g} s: ")
+    line = lines[at]
+    delay = detected - stopped["time"]
+    print(f"detection delay: {delay:.1f} s (SIGSTOP -> launcher line; bound {timeout:g} s)")
+    # Silence is timed from the last report the launcher saw (reports are at most 1 s apart
+    # while training, polls 0.5 s apart): never before the bound, and soon after it.
+    assert timeout - 2 <= delay <= timeout + 10
+    for i in (0, 1):
+        assert f"worker {i} silent for" in line
+    assert line.count("(stopped; last report: ") == 2, line
+    assert "stopping the worker group" in line
+    restart_at, _ = sink.first("[launcher] restarting the worker group (restart 1 of 2)")
+    assert at < restart_at
+    assert attempt == 1
+    after = lines[restart_at:]
+    for i in (0, 1):
+        assert f"[worker {i}] resumed from backup at epoch 3 of 4" in after
+        assert any(x.startswith(f"[worker {i}] epoch 4/4 done") for x in after)
+        assert f"[worker {i}] worker {i} finished" in after
+    assert lines.count("[launcher] all 2 workers finished") == 1
+    # A stopped process still dies from SIGKILL: nothing of the first attempt is left.
+    for pid in [*stopped["pids"], *last_pids]:
+        assert not alive(pid), f"worker pid {pid} is still alive"
+    assert leftovers == []
+    result = evaluate(tmp_path / "serving")
+    print(f"model after the restart: {result}")
+    assert result["accuracy"] >= 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_worker_hung_on_its_input_is_named_and_ends_the_run(tmp_path):
+    """One worker blocks for ever opening an eval file (a FIFO nobody writes: a stalled
+    filesystem). It is alive, so TensorFlow's health checks see nothing and its peer waits in
+    an all-reduce without limit; the launcher stops the group once the bound has passed."""
+    timeout = 30.0
+    fifo = tmp_path / "stalled-eval.tfrecord.gz"
+    os.mkfifo(fifo)
+    job = write_job(tmp_path, epochs=2, train_steps=2 * 100, workers=2, max_restarts=0,
+                    progress_timeout_seconds=timeout)
+    data = json.loads(job.read_text())
+    data["eval_files"] = [*EVAL_FILES, str(fifo)]
+    job.write_text(json.dumps(data))
+    # Each worker reads whole files, in sorted order: worker i gets the i-th file.
+    files = sorted([str(fifo), *(str(p) for p in (PENGUINS / "Split-eval").glob("*.gz"))])
+    hung = files.index(str(fifo))
+    sink = Recorder()
+    start = time.monotonic()
+    try:
+        with pytest.raises(WorkerGroupError) as info:
+            run_local_workers(str(job), poll_seconds=0.5, state_file=str(tmp_path / "w.json"),
+                              sink=sink, env=worker_env())
+    finally:
+        leftovers = kill_leftovers(str(job))
+    message = str(info.value)
+    print(f"WorkerGroupError after {time.monotonic() - start:.0f} s: {message}")
+    assert f"no training progress within {timeout:g} s: " in message
+    # Both started evaluating epoch 1 and never finished a batch: the hung worker blocks in
+    # its input, its peer in the all-reduce; both are named with their last reports.
+    for i in (0, 1):
+        assert f"worker {i} silent for" in message
+    assert re.search(rf"worker {hung} silent for \d+ s \(last report: evaluating, "
+                     r"epoch 1/2, batch 0\)", message), message
+    assert "stopped" not in message and "\n" not in message
+    assert not any(f"[worker {hung}] epoch 1/2 done" in x for x in sink.texts())
+    assert leftovers == []
+
+
+# --- the group's network: unreachable from outside its namespace -----------------------------
+
+
+def listening_ports(tcp_table: str) -> set[int]:
+    """Ports in LISTEN state (0A) in a /proc/net/tcp or tcp6 table."""
+    ports = set()
+    for row in tcp_table.splitlines()[1:]:
+        fields = row.split()
+        if len(fields) > 3 and fields[3] == "0A":
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def ports_listening_in(proc: str) -> set[int]:
+    """Listening TCP ports of the network namespace of /proc/<proc> ("self": this test's)."""
+    return (listening_ports(Path(f"/proc/{proc}/net/tcp").read_text())
+            | listening_ports(Path(f"/proc/{proc}/net/tcp6").read_text()))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_local_workers_listen_only_inside_their_own_network_namespace(tmp_path):
+    from components.trainer.netns import IsolationUnavailable, open_private_network
+
+    try:
+        open_private_network().close()
+    except IsolationUnavailable as e:
+        pytest.skip(f"this machine allows no private network namespace: {e}")
+    job = write_job(tmp_path, epochs=3, train_steps=3 * 200, workers=2, max_restarts=0)
+    state_file = tmp_path / "workers.json"
+    sink = Recorder()
+    seen: dict[str, object] = {}
+
+    def training(lines: list[str]) -> bool:
+        return any(x.startswith("[worker 1] epoch 1/3 done") for x in lines)
+
+    def look() -> None:  # while both workers train: between epochs 1 and 3
+        _, pids = read_pids(state_file)
+        workers = json.loads(state_file.read_text())["workers"]
+        seen.update(
+            ports={int(w.rsplit(":", 1)[1]) for w in workers},
+            outside=ports_listening_in("self"),
+            inside=[ports_listening_in(str(pid)) for pid in pids],
+        )
+
+    sink.action = (training, look)
+    try:
+        run_local_workers(str(job), poll_seconds=0.5, state_file=str(state_file), sink=sink,
+                          env=worker_env())
+    finally:
+        leftovers = kill_leftovers(str(job))
+    print(f"workers' ports {seen.get('ports')}; listening in the workers' namespace: "
+          f"{[sorted(p & seen['ports']) for p in seen.get('inside', [])]}")
+    assert seen, "worker 1 never finished its first epoch"
+    assert sink.first("[launcher] the workers run in a private network namespace")
+    # The servers are up (in the workers' namespace, every worker sees both ports) ...
+    for inside in seen["inside"]:
+        assert seen["ports"] <= inside
+    # ... and not one of them listens in the namespace of this test, the host's.
+    assert not seen["ports"] & seen["outside"]
+    assert "[launcher] all 2 workers finished" in sink.texts()
+    assert (tmp_path / "serving" / "saved_model.pb").is_file()
+    assert leftovers == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_where_the_os_refuses_a_namespace_the_group_trains_and_the_log_says_so(tmp_path):
+    """Inside `unshare --user` with no uid mapping, a process has no capability and may not
+    create namespaces: the launcher falls back to the host's network, with one warning line."""
+    if not shutil.which("unshare") or subprocess.run(
+            ["unshare", "--user", "true"], capture_output=True).returncode != 0:
+        pytest.skip("`unshare --user` is not available here")
+    job = write_job(tmp_path, epochs=1, train_steps=20, workers=2, max_restarts=0)
+    script = textwrap.dedent("""
+        import sys
+        from components.trainer.launcher import run_local_workers
+        run_local_workers(sys.argv[1], sink=lambda line: print(line, flush=True))
+    """)
+    try:
+        proc = subprocess.run(
+            ["unshare", "--user", sys.executable, "-c", script, str(job)], cwd=REPO,
+            env=worker_env(), capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        leftovers = kill_leftovers(str(job))
+    print(proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [x for x in proc.stdout.splitlines() if "workers NOT isolated" in x]
+    assert len(warnings) == 1
+    assert "no private network namespace here (unshare(CLONE_NEWNET): Operation not " \
+        "permitted" in warnings[0]
+    assert "[launcher] all 2 workers finished" in proc.stdout
+    assert leftovers == []

@@ -8,6 +8,12 @@ label moves, so it already holds that version's contract (or a newer one); and o
 release is recorded, ``read_contract`` (the contract in force) must give it (or a newer one).
 After each kill, the contract in force is the last finished release's, and releasing the same
 model again completes the release: record written, its contract in force.
+
+Kills are aimed at the phases of a release (tests/unit/release_phases.py: before the copy, during
+the copy, after the rename and before the record, between the two ``models.config`` steps,
+after the label move); the phase each kill landed in is read from the child's markers, each
+phase must be hit at least ``PER_PHASE`` times, and the poller's invariant is also asserted on
+what each kill left.
 """
 
 from __future__ import annotations
@@ -17,9 +23,6 @@ import multiprocessing
 import os
 import random
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
@@ -39,11 +42,13 @@ from components.serving import (
     read_state,
     release_version,
 )
+from tests.unit import release_phases
 
 # spawn, not fork: other tests in the session may have loaded TensorFlow's threads.
 CTX = multiprocessing.get_context("spawn")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRIALS = 20
+PER_PHASE = 4  # kills that must land in each phase
+MAX_TRIALS = 30
 STEP_WAIT = 0.03  # seconds between the two steps of a label move, as a real release would wait
 REASON = "generation {gen}: one more class, clients were told"
 
@@ -126,41 +131,56 @@ def _written_generation(base: str) -> int | None:
         "shape"][1] - 3
 
 
+def check_labels_and_contract(
+    base: str, generations: list[int], model_of: dict[int, int]
+) -> tuple[set[int], int | None, list[str]]:
+    """One reading of the base path, as TF Serving and a client would: every labelled version's
+    contract must be kept, and in force once its release is recorded.
+
+    Returns:
+        (the labelled versions, the generation of the contract in force, the violations).
+    """
+    try:
+        # Order matters: everything about the labels is read before the contract.
+        labelled = _labelled(base)
+        recorded = {
+            v for v in labelled if os.path.exists(os.path.join(base, ".releases", f"{v}.json"))
+        }
+        written = _written_generation(base)
+        in_force = generation(read_contract(base))
+    except Exception as e:  # noqa: BLE001  (a torn file is a violation, not a crash)
+        return set(), None, [f"unreadable: {type(e).__name__}: {e}"]
+    violations = []
+    for version in sorted(labelled):
+        if version not in model_of:  # version -> model index, read from its saved_model.pb
+            with open(os.path.join(base, str(version), "saved_model.pb"), "rb") as f:
+                model_of[version] = int(f.readline().split()[1])
+        needed = generations[model_of[version]]
+        if written is None or written < needed:
+            violations.append(
+                f"version {version} is labelled, but contract.json holds generation "
+                f"{written} < {needed}"
+            )
+        if version in recorded and (in_force is None or in_force < needed):
+            violations.append(
+                f"version {version} is labelled and recorded, but the contract in force "
+                f"is generation {in_force} < {needed}"
+            )
+    return labelled, in_force, violations
+
+
 def poll_labels_and_contract(base: str, generations: list[int], stop, report_file: str) -> None:
-    model_of: dict[int, int] = {}  # version -> model index, read from its saved_model.pb
+    model_of: dict[int, int] = {}
     violations: list[str] = []
     passes = labelled_seen = 0
     highest_in_force = -1
     while not stop.is_set():
-        try:
-            # Order matters: everything about the labels is read before the contract.
-            labelled = _labelled(base)
-            recorded = {
-                v for v in labelled
-                if os.path.exists(os.path.join(base, ".releases", f"{v}.json"))
-            }
-            written = _written_generation(base)
-            in_force = generation(read_contract(base))
-        except Exception as e:  # noqa: BLE001  (a torn file is a violation, not a crash)
-            violations.append(f"unreadable: {type(e).__name__}: {e}")
-            continue
+        labelled, in_force, problems = check_labels_and_contract(base, generations, model_of)
+        violations += problems
+        if problems and not labelled and in_force is None:
+            continue  # unreadable
         passes += 1
         labelled_seen += bool(labelled)
-        for version in sorted(labelled):
-            if version not in model_of:
-                with open(os.path.join(base, str(version), "saved_model.pb"), "rb") as f:
-                    model_of[version] = int(f.readline().split()[1])
-            needed = generations[model_of[version]]
-            if written is None or written < needed:
-                violations.append(
-                    f"version {version} is labelled, but contract.json holds generation "
-                    f"{written} < {needed}"
-                )
-            if version in recorded and (in_force is None or in_force < needed):
-                violations.append(
-                    f"version {version} is labelled and recorded, but the contract in force "
-                    f"is generation {in_force} < {needed}"
-                )
         if in_force is not None:
             if in_force < highest_in_force:
                 violations.append(f"contract in force went back to {in_force}")
@@ -171,33 +191,25 @@ def poll_labels_and_contract(base: str, generations: list[int], stop, report_fil
                    "violations": violations[:20]}, f)
 
 
-# --- the releases (children killed at random points) -------------------------------------------
+# --- the releases (children killed in each phase) ----------------------------------------------
 
-CHILD = textwrap.dedent(
-    """
-    import json, sys, time
-    sys.path.insert(0, {repo!r})
-    from components.serving import Contract, ReleaseRequest, release_version
-    request = ReleaseRequest(
-        model_dir={model!r}, model_name="penguin", spans=[{trial}],
-        contract=Contract.from_json(json.loads({contract!r})), breaking_change_reason={reason!r},
-    )
-    print("ready", flush=True)
-    start = time.perf_counter()
-    release_version({base!r}, request, between_steps=lambda state: time.sleep({step_wait!r}))
-    print(f"done {{time.perf_counter() - start:.4f}}", flush=True)
-    """
+RELEASE = """
+import json
+from components.serving import Contract, ReleaseRequest, release_version
+request = ReleaseRequest(
+    model_dir={model!r}, model_name="penguin", spans=[{trial}],
+    contract=Contract.from_json(json.loads({contract!r})), breaking_change_reason={reason!r},
 )
+release_version({base!r}, request, between_steps=between_steps)
+"""
 
 
-def _start_release(base: str, model: str, gen: int, reason: str, trial: int) -> subprocess.Popen:
-    code = CHILD.format(
-        repo=REPO, base=base, model=model, trial=trial, step_wait=STEP_WAIT, reason=reason,
+def _start_release(base: str, model: str, gen: int, reason: str, trial: int):
+    release = RELEASE.format(
+        base=base, model=model, trial=trial, reason=reason,
         contract=json.dumps(contract(gen).to_json()),
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
+    return release_phases.start(release_phases.child_code(REPO, base, STEP_WAIT, release))
 
 
 def _outcome(base: str, model: str, released: set[str]) -> str:
@@ -213,44 +225,52 @@ def _outcome(base: str, model: str, released: set[str]) -> str:
 
 
 @pytest.mark.slow
-def test_sigkill_never_exposes_a_labelled_version_without_its_contract(tmp_path):
+def test_sigkill_in_every_phase_never_exposes_a_labelled_version_without_its_contract(tmp_path):
     base = str(tmp_path / "serving" / "penguin")
-    steps = plan(TRIALS)
+    steps = plan(MAX_TRIALS)
+    generations = [gen for gen, _ in steps]
     models = [make_model(str(tmp_path), i) for i in range(len(steps))]
     stop, report_file = CTX.Event(), str(tmp_path / "poller.json")
     poller = CTX.Process(
-        target=poll_labels_and_contract,
-        args=(base, [gen for gen, _ in steps], stop, report_file),
+        target=poll_labels_and_contract, args=(base, generations, stop, report_file)
     )
     poller.start()
     outcomes: dict[str, int] = {}
+    landed: dict[str, int] = {}
+    model_of: dict[int, int] = {}
+    trials = 0
     try:
-        # Model 0 runs to the end: it measures a release, and its promotion gives a stable
+        # Model 0 runs to the end: it measures each phase, and its promotion gives a stable
         # beside each later canary.
-        proc = _start_release(base, models[0], *steps[0], 0)
-        duration = float(proc.stdout.readline().split()[1])
-        assert proc.wait(timeout=60) == 0
+        durations = release_phases.run_to_the_end(
+            _start_release(base, models[0], *steps[0], 0)
+        )
         promote(base, "canary")
         setter, setter_reason = 1, ""  # the release that set the contract in force
         rng = random.Random(20240520)
-        for trial in range(1, len(steps)):
-            gen, reason = steps[trial]
-            proc = _start_release(base, models[trial], gen, reason, trial)
-            time.sleep(rng.uniform(0, duration * 1.2))
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate(timeout=60)
+        while trials < MAX_TRIALS and (
+            short := [p for p in release_phases.PHASES if landed.get(p, 0) < PER_PHASE]
+        ):
+            trials += 1
+            gen, reason = steps[trials]
+            proc = _start_release(base, models[trials], gen, reason, trials)
+            phase = release_phases.aim_kill(proc, short[trials % len(short)], durations, rng)
+            landed[phase] = landed.get(phase, 0) + 1
             released = {r.content_hash for r in read_releases(base)}
             state = (
-                _outcome(base, models[trial], released)
+                _outcome(base, models[trials], released)
                 if proc.returncode == -signal.SIGKILL else "finished"
             )
             outcomes[state] = outcomes.get(state, 0) + 1
+            # The poller's invariant, on what the kill left.
+            _, _, problems = check_labels_and_contract(base, generations, model_of)
+            assert problems == [], (phase, problems)
             # In force: this release's contract if it was recorded, else the previous one's.
-            finished = model_content_hash(models[trial]) in released
-            assert generation(read_contract(base)) == steps[trial if finished else trial - 1][0]
+            finished = model_content_hash(models[trials]) in released
+            assert generation(read_contract(base)) == steps[trials if finished else trials - 1][0]
 
             # Releasing the same model again completes the release.
-            again = release_version(base, request(models[trial], gen, reason, trial))
+            again = release_version(base, request(models[trials], gen, reason, trials))
             assert again.version in {r.version for r in read_releases(base)}
             if reason:
                 setter, setter_reason = again.version, reason
@@ -264,10 +284,13 @@ def test_sigkill_never_exposes_a_labelled_version_without_its_contract(tmp_path)
             poller.kill()
     with open(report_file) as f:
         report = json.load(f)
-    print(f"\nrelease {duration:.3f} s; outcomes {outcomes}; poller {report['passes']} passes")
+    counts = {release_phases.PHASES.get(p, p): n for p, n in landed.items()}
+    print(f"\nphases (s) { {p: round(d, 4) for p, d in durations.items()} }; {trials} kills "
+          f"landed {counts}; outcomes {outcomes}; poller {report['passes']} passes")
 
     assert report["violations"] == []
     assert report["passes"] > 100 and report["labelled_seen"] > 50
+    for phase in release_phases.PHASES:
+        assert landed.get(phase, 0) >= PER_PHASE, (phase, landed)
     assert outcomes.get("killed between contract and record", 0) >= 1, outcomes
-    assert sum(v for k, v in outcomes.items() if k != "finished") >= TRIALS // 2, outcomes
     assert not [n for n in os.listdir(base) if n.startswith(".tmp-")]

@@ -348,6 +348,7 @@ def test_config_to_dict_is_plain_data_without_sources():
     assert data["trainer"]["distribution"] == {
         "workers": 1, "communication": "auto", "max_restarts": 2,
         "startup_timeout_seconds": 120.0, "collective_timeout_seconds": None,
+        "progress_timeout_seconds": 300.0,
     }
     assert data["evaluator"]["thresholds"][0]["metric"] == "sparse_categorical_accuracy"
     # Plain YAML, no Python-specific tags.

@@ -1,10 +1,17 @@
-"""Fault tests of releases: SIGKILL at random points while a TF-Serving-like poller watches.
+"""Fault tests of releases: SIGKILL in every phase of a release while a TF-Serving-like poller
+watches.
 
 The poller does what TF Serving does with a base path: it lists the numeric children every
 couple of milliseconds and "loads" each new one, which here means checking that it is exactly
 one of the source models (every file present, with the right size and SHA-256, and nothing
 else); and it parses ``models.config`` as ModelServerConfig text at every pass, checking that
 every label points at a served version and that every served version is complete.
+
+Kills are aimed at the phases of a release (tests/unit/release_phases.py: before the copy,
+during the copy, after the rename and before the record, between the two ``models.config``
+steps, after the label move); the phase each kill landed in is read from the child's markers,
+and each phase must be hit at least ``PER_PHASE`` times. After every kill, the same invariant
+the poller checks is asserted on what the kill left.
 """
 
 from __future__ import annotations
@@ -15,9 +22,6 @@ import multiprocessing
 import os
 import random
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
@@ -33,15 +37,17 @@ from components.serving import (
     read_state,
     release_version,
 )
+from tests.unit import release_phases
 
 # spawn, not fork: other tests in the session may have loaded TensorFlow's threads.
 CTX = multiprocessing.get_context("spawn")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRIALS = 24
+PER_PHASE = 5  # kills that must land in each phase
+MAX_TRIALS = 36
 STEP_WAIT = 0.05  # seconds between the two steps of a label move, as a real release would wait
 
 
-def make_big_model(parent, name: str, seed: int, megabytes: float = 6.0) -> str:
+def make_big_model(parent, name: str, seed: int, megabytes: float = 4.0) -> str:
     """A fake SavedModel of about ``megabytes`` MB, split over several files."""
     rng = random.Random(seed)
     size = int(megabytes * 1024 * 1024)
@@ -110,40 +116,54 @@ def _check_config(text: str) -> tuple[list[int], str | None]:
     return versions, None
 
 
-def poll_like_tf_serving(base: str, manifests_file: str, stop, report_file: str) -> None:
+def read_manifests(manifests_file: str) -> dict[str, dict[str, list]]:
     with open(manifests_file) as f:
-        manifests = {m["saved_model.pb"][1]: m for m in json.load(f)}
+        return {m["saved_model.pb"][1]: m for m in json.load(f)}
+
+
+def check_pass(base: str, manifests, loaded: dict[int, str | None]) -> tuple[bool, list[str]]:
+    """One pass of a server over the base path: load new versions, read models.config.
+
+    Returns:
+        (whether models.config was there, the violations seen).
+    """
+    violations = []
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        if name.isascii() and name.isdigit() and int(name) not in loaded:
+            problem = _load(os.path.join(base, name), manifests)
+            loaded[int(name)] = problem
+            if problem:
+                violations.append(f"version {name}: {problem}")
+    try:
+        with open(os.path.join(base, "models.config")) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return False, violations
+    versions, problem = _check_config(text)
+    if problem:
+        violations.append(problem)
+    for version in versions:
+        if version not in loaded:  # listed before the poller saw the directory
+            loaded[version] = _load(os.path.join(base, str(version)), manifests)
+        if loaded[version]:
+            violations.append(f"models.config serves bad version {version}")
+    return True, violations
+
+
+def poll_like_tf_serving(base: str, manifests_file: str, stop, report_file: str) -> None:
+    manifests = read_manifests(manifests_file)
     loaded: dict[int, str | None] = {}
     violations: list[str] = []
     passes = configs = 0
-    config_path = os.path.join(base, "models.config")
     while not stop.is_set():
         passes += 1
-        try:
-            names = os.listdir(base)
-        except FileNotFoundError:
-            names = []
-        for name in names:
-            if name.isascii() and name.isdigit() and int(name) not in loaded:
-                problem = _load(os.path.join(base, name), manifests)
-                loaded[int(name)] = problem
-                if problem:
-                    violations.append(f"version {name}: {problem}")
-        try:
-            with open(config_path) as f:
-                text = f.read()
-        except FileNotFoundError:
-            text = None
-        if text is not None:
-            configs += 1
-            versions, problem = _check_config(text)
-            if problem:
-                violations.append(problem)
-            for version in versions:
-                if version not in loaded:  # listed before the poller saw the directory
-                    loaded[version] = _load(os.path.join(base, str(version)), manifests)
-                if loaded[version]:
-                    violations.append(f"models.config serves bad version {version}")
+        seen_config, problems = check_pass(base, manifests, loaded)
+        configs += seen_config
+        violations += problems
         time.sleep(0.002)
     with open(report_file, "w") as f:
         json.dump(
@@ -153,70 +173,66 @@ def poll_like_tf_serving(base: str, manifests_file: str, stop, report_file: str)
         )
 
 
-# --- the releases (children killed at random points) -------------------------------------------
+# --- the releases (children killed in each phase) ----------------------------------------------
 
-CHILD = textwrap.dedent(
-    """
-    import sys, time
-    sys.path.insert(0, {repo!r})
-    from components.serving import ReleaseRequest, release_version
-    print("ready", flush=True)
-    start = time.perf_counter()
-    release_version(
-        {base!r},
-        ReleaseRequest(
-            model_dir={model!r}, model_name="penguin", metrics={{"loss": 0.1}}, spans=[{trial}]
-        ),
-        between_steps=lambda state: time.sleep({step_wait!r}),
-    )
-    print(f"done {{time.perf_counter() - start:.4f}}", flush=True)
-    """
+RELEASE = """
+from components.serving import ReleaseRequest, release_version
+release_version(
+    {base!r},
+    ReleaseRequest(model_dir={model!r}, model_name="penguin", metrics={{"loss": 0.1}},
+                   spans=[{trial}]),
+    between_steps=between_steps,
 )
+"""
 
 
-def _start_release(base: str, model: str, trial: int) -> subprocess.Popen:
-    code = CHILD.format(repo=REPO, base=base, model=model, trial=trial, step_wait=STEP_WAIT)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
+def _start_release(base: str, model: str, trial: int):
+    release = RELEASE.format(base=base, model=model, trial=trial)
+    return release_phases.start(release_phases.child_code(REPO, base, STEP_WAIT, release))
 
 
 @pytest.mark.slow
-def test_sigkill_during_releases_never_exposes_an_incomplete_version_or_config(tmp_path):
+def test_sigkill_in_every_phase_of_a_release_never_exposes_an_incomplete_version_or_config(
+    tmp_path,
+):
     base = str(tmp_path / "serving" / "penguin")
-    models = [make_big_model(str(tmp_path), f"m{i}", seed=i) for i in range(TRIALS + 1)]
+    models = [make_big_model(str(tmp_path), f"m{i}", seed=i) for i in range(MAX_TRIALS + 2)]
     manifests_file = str(tmp_path / "manifests.json")
     with open(manifests_file, "w") as f:
         json.dump([manifest(m) for m in models], f)
+    manifests = read_manifests(manifests_file)
     stop, report_file = CTX.Event(), str(tmp_path / "poller.json")
     poller = CTX.Process(
         target=poll_like_tf_serving, args=(base, manifests_file, stop, report_file)
     )
     poller.start()
-    outcomes: dict[str, int] = {}
+    landed: dict[str, int] = {}
+    checked: dict[str, int] = {}
+    trials = 0
     try:
-        # Trial 0 runs to the end: it measures how long a release takes, and its promotion gives
-        # a stable beside each later canary, so label moves involve both labels.
-        proc = _start_release(base, models[0], 0)
-        duration = float(proc.stdout.readline().split()[1])
-        assert proc.wait(timeout=60) == 0
+        # Model 0 runs to the end: it measures each phase, and its promotion gives a stable
+        # beside each later canary, so label moves involve both labels.
+        durations = release_phases.run_to_the_end(_start_release(base, models[0], 0))
         promote(base, "canary")
         rng = random.Random(20240520)
-        for trial in range(1, TRIALS):
-            proc = _start_release(base, models[trial], trial)
-            time.sleep(rng.uniform(0, duration * 1.2))
-            proc.send_signal(signal.SIGKILL)
-            out, _ = proc.communicate(timeout=60)
-            killed = proc.returncode == -signal.SIGKILL
-            released = {r.content_hash for r in read_releases(base)}
-            state = (
-                "finished" if not killed
-                else "killed after the record" if model_content_hash(models[trial]) in released
-                else "killed mid-release"
-            )
-            outcomes[state] = outcomes.get(state, 0) + 1
+        while trials < MAX_TRIALS and (
+            short := [p for p in release_phases.PHASES if landed.get(p, 0) < PER_PHASE]
+        ):
+            trials += 1
+            target = short[trials % len(short)]
+            proc = _start_release(base, models[trials], trials)
+            phase = release_phases.aim_kill(proc, target, durations, rng)
+            if phase != "done":
+                assert proc.returncode == -signal.SIGKILL
+            landed[phase] = landed.get(phase, 0) + 1
+            # The invariant, on what the kill left: a fresh server loading everything there.
+            seen_config, problems = check_pass(base, manifests, {})
+            assert seen_config and problems == [], (phase, problems)
+            checked[phase] = checked.get(phase, 0) + 1
         # A last release runs to the end: it cleans up what the killed ones left.
-        last = release_version(base, ReleaseRequest(model_dir=models[TRIALS], model_name="penguin"))
+        last = release_version(
+            base, ReleaseRequest(model_dir=models[trials + 1], model_name="penguin")
+        )
     finally:
         stop.set()
         poller.join(timeout=60)
@@ -224,12 +240,16 @@ def test_sigkill_during_releases_never_exposes_an_incomplete_version_or_config(t
             poller.kill()
     with open(report_file) as f:
         report = json.load(f)
-    print(f"\nrelease {duration:.3f} s; outcomes {outcomes}; poller {report['passes']} passes, "
-          f"{report['configs']} configs parsed, versions loaded {report['loaded']}")
+    counts = {release_phases.PHASES.get(p, p): n for p, n in landed.items()}
+    print(f"\nphases (s) { {p: round(d, 4) for p, d in durations.items()} }; {trials} kills "
+          f"landed {counts}; poller {report['passes']} passes, {report['configs']} configs "
+          f"parsed, versions loaded {report['loaded']}")
 
     assert report["violations"] == []
     assert report["passes"] > 100 and report["configs"] > 50
-    assert outcomes.get("killed mid-release", 0) >= TRIALS // 4, outcomes
+    for phase in release_phases.PHASES:
+        assert landed.get(phase, 0) >= PER_PHASE, (phase, landed)
+        assert checked[phase] == landed[phase]
     # After the last release: no temporaries, every record matches its version's content.
     assert not [n for n in os.listdir(base) if n.startswith(".tmp-")]
     assert not [n for n in os.listdir(os.path.join(base, ".releases")) if n.startswith(".tmp-")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -250,6 +251,161 @@ def test_push_killed_mid_copy_leaves_no_version_and_does_not_block_the_next(tmp_
     result = ServingDir(str(base)).push(model)
     assert (result.version, result.reused) == (1, False)
     assert temp_entries(base) == []
+
+
+# --- the lock: a bounded wait that names its holder -------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOLDER = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from components.serving import ServingDir
+with ServingDir({base!r}).lock():
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def hold_lock_in_another_process(base) -> subprocess.Popen:
+    """A real process that takes the base path's lock and keeps it; its command line carries a
+    marker the error message must show."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(repo=REPO, base=str(base)), "holder-marker-7"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_waiting_for_the_lock_times_out_naming_the_holder(tmp_path, base):
+    from components.serving import LockTimeout, ReleaseRequest, release_version
+
+    model = make_model(tmp_path, "a", seed=1)
+    holder = hold_lock_in_another_process(base)
+    try:
+        start = time.monotonic()
+        with pytest.raises(LockTimeout) as caught:
+            ServingDir(str(base), lock_timeout=0.5).push(model)
+        waited = time.monotonic() - start
+        message = str(caught.value)
+        assert 0.5 <= waited < 2.0
+        assert f"gave up after 0.5 s waiting for the lock of {base}" in message
+        assert f"held by pid {holder.pid} (" in message and "holder-marker-7" in message
+        assert " since 20" in message and " s ago" in message and "\n" not in message
+        with pytest.raises(LockTimeout, match=f"pid {holder.pid}"):
+            release_version(str(base), ReleaseRequest(model_dir=model, model_name="penguin"),
+                            lock_timeout=0.2)
+        assert numeric_dirs(base) == []
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    # The kernel dropped the dead holder's lock: the next push gets it at once.
+    start = time.monotonic()
+    assert ServingDir(str(base), lock_timeout=0.5).push(model).version == 1
+    assert time.monotonic() - start < 0.5
+    assert (base / ".lock").read_text() == ""  # emptied when let go
+
+
+def test_cli_waiting_for_the_lock_fails_in_one_line_naming_the_holder(tmp_path, base):
+    from components.serving import ReleaseRequest, release_version
+
+    release_version(str(base), ReleaseRequest(model_dir=make_model(tmp_path, "a", seed=1),
+                                              model_name="penguin"))
+    config = tmp_path / "release.yaml"
+    config.write_text(
+        f"pusher: {{base_path: {base}, serving: {{lock_timeout_seconds: 0.5}}}}\n"
+    )
+    holder = hold_lock_in_another_process(base)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "release", "promote", "canary",
+             "--config", str(config), "--no-metadata"],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: gave up after 0.5 s waiting for the lock of ")
+    assert f"held by pid {holder.pid} (" in proc.stderr and "holder-marker-7" in proc.stderr
+
+
+# --- leftovers of a killed push, removed by the next writer, whichever it is -------------------
+
+
+def _leftovers(base) -> dict[str, list[str]]:
+    """The temporaries under the base path and its hidden directories."""
+    out = {"": temp_entries(base)}
+    for name in os.listdir(base):
+        if name.startswith(".") and not name.startswith(TMP_PREFIX) and (base / name).is_dir():
+            out[name] = [n for n in os.listdir(base / name) if n.startswith(TMP_PREFIX)]
+    return {k: v for k, v in out.items() if v}
+
+
+@pytest.mark.slow
+def test_every_entry_point_removes_what_a_killed_push_left(tmp_path, base):
+    from components.serving import (
+        ReleaseRefused,
+        ReleaseRequest,
+        promote,
+        prune,
+        release_version,
+        set_traffic,
+    )
+
+    # A real push, killed mid-copy, leaves a half-copied version under a temporary name.
+    killed = make_model(tmp_path, "killed", seed=9)
+    started = CTX.Event()
+    proc = CTX.Process(target=_push_and_hang_mid_copy, args=(str(base), killed, started))
+    proc.start()
+    try:
+        assert started.wait(timeout=60)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(timeout=60)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+    # ... plus what a writer killed mid-write leaves in the bookkeeping directories.
+    (base / ".releases").mkdir(exist_ok=True)
+    (base / ".releases" / ".tmp-3.json-dead").write_text("{")
+    (base / ".tmp-labels.json-dead").write_text("{")
+    left = _leftovers(base)
+    assert len(left[""]) == 2 and left[".releases"] == [".tmp-3.json-dead"]
+    kept = tmp_path / "leftovers"
+    for directory, names in left.items():
+        (kept / directory).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.move(str(base / directory / name), str(kept / directory / name))
+
+    def inject_leftovers() -> None:
+        shutil.copytree(kept, base, symlinks=True, dirs_exist_ok=True)
+
+    def release(name: str, seed: int, model_name: str = "penguin"):
+        model = make_model(tmp_path, name, seed)
+        return release_version(str(base), ReleaseRequest(model_dir=model, model_name=model_name))
+
+    # entry point: (what is there before the push was killed, the call after it)
+    entry_points = {
+        "ServingDir.push": (
+            None, lambda: ServingDir(str(base)).push(make_model(tmp_path, "p", 1))
+        ),
+        "release_version": (None, lambda: release("r", 2)),
+        "a refused release_version": (lambda: release("o1", 3),
+                                      lambda: release("o2", 4, "other")),
+        "a refused promote": (None, lambda: promote(str(base), "canary")),
+        "set_traffic": (lambda: release("t", 5), lambda: set_traffic(str(base), 0)),
+        "prune": (lambda: release("pr", 6), lambda: prune(str(base), 5)),
+    }
+    for name, (before, call) in entry_points.items():
+        shutil.rmtree(base)
+        if before:
+            before()
+        inject_leftovers()
+        assert _leftovers(base) == left
+        with contextlib.suppress(ReleaseRefused):
+            call()
+        assert _leftovers(base) == {}, name
 
 
 def test_model_content_hash_depends_on_paths_and_contents(tmp_path):
