@@ -20,6 +20,7 @@ from components.serving import (  # noqa: E402
     read_state,
     release_version,
 )
+from components.serving.settings import ServerConfig
 from components.signature.component import SignatureValidator  # noqa: E402
 from components.signature.validate import probe_model, read_verdict  # noqa: E402
 from components.trainer.run_fn import train_and_export  # noqa: E402
@@ -230,6 +231,8 @@ def test_pusher_releases_with_the_verdicts_contract_and_annotates_the_pushed_mod
             model=model, model_blessing=blessing, signature_verdict=verdict,
             evaluation=evaluation, examples=examples, pushed_model=pushed, base_path=base,
             model_name="penguin", channel="canary", batching_json="",
+            # No TF Serving reads this base path: nothing to wait for between label steps.
+            serving_json=ServerConfig(poll_seconds=0).to_json(),
         )
         return {k: getattr(v, v.WhichOneof("value"))
                 for k, v in pushed.mlmd_artifact.custom_properties.items()}
