@@ -93,7 +93,8 @@ def test_the_label_moves_only_once_the_new_version_is_available(tmp_path, base):
     available = server.first_answer(2, "AVAILABLE")
 
     assert available is not None and written >= available, (written, available)
-    assert 0.5 <= took < 3.0
+    # It waited for the load, and was released by the answer, not by the 5 s timeout.
+    assert 0.5 <= took < 5.0
     # Before the label moved, the server was asked and answered LOADING (or not yet listed).
     assert server.answers[0][1].get(2) in (None, "START", "LOADING")
     # The server read the first step (which serves 2, labels unchanged) before the final one,
@@ -131,7 +132,7 @@ def test_a_version_that_never_loads_leaves_the_first_step_and_the_labels(tmp_pat
                             between_steps=wait)
         took = time.monotonic() - start
         message = str(caught.value)
-        assert 0.8 <= took < 3.0
+        assert 0.8 <= took < 10.0  # gave up at the timeout, and did not hang
         assert "version 2" in message and f"{server.url}/v1/models/penguin" in message
         assert "last state seen: LOADING" in message and "\n" not in message
 
