@@ -180,38 +180,45 @@ def get_release_operations(store: MetadataStore, base_path: str | os.PathLike[st
     return sorted((e for e in executions if e.type_id == release_type.id), key=lambda e: e.id)
 
 
+_KINDS = ("executions", "artifacts", "contexts")
+
+
+def _newest(store: MetadataStore) -> dict[str, tuple[Any, Any]]:
+    """Per kind (``_KINDS``): (the item with the newest id, the item updated last), None for
+    none. The six queries both ``metadata_watermark`` and ``metadata_marks`` are made of."""
+    from ml_metadata.metadata_store import ListOptions, OrderByField
+
+    newest = {}
+    for kind in _KINDS:
+        get = getattr(store, f"get_{kind}")
+        by_id, by_update = (
+            next(iter(get(list_options=ListOptions(limit=1, order_by=order, is_asc=False))),
+                 None)
+            for order in (OrderByField.ID, OrderByField.UPDATE_TIME)
+        )
+        newest[kind] = (by_id, by_update)
+    return newest
+
+
 def metadata_watermark(store: MetadataStore) -> str:
     """A digest of the newest id and the newest update of executions, artifacts and contexts:
     it changes when any of them is added or updated."""
-    from ml_metadata.metadata_store import ListOptions, OrderByField
-
-    marks = []
-    for get in (store.get_executions, store.get_artifacts, store.get_contexts):
-        for order in (OrderByField.ID, OrderByField.UPDATE_TIME):
-            newest = get(list_options=ListOptions(limit=1, order_by=order, is_asc=False))
-            marks.append([newest[0].id, newest[0].last_update_time_since_epoch] if newest else None)
+    marks = [
+        [item.id, item.last_update_time_since_epoch] if item is not None else None
+        for pair in _newest(store).values() for item in pair
+    ]
     # Same digest as the run records written before this module owned it (up_to_date._sha).
     return hashlib.sha256(json.dumps(marks, sort_keys=True).encode()).hexdigest()[:20]
-
-
-_KINDS = ("executions", "artifacts", "contexts")
 
 
 def metadata_marks(store: MetadataStore) -> dict[str, list[int]]:
     """Per kind (executions, artifacts, contexts): [newest id, newest update time in ms], [0, 0]
     for none; what ``changed_since`` compares with."""
-    from ml_metadata.metadata_store import ListOptions, OrderByField
-
-    marks = {}
-    for kind in _KINDS:
-        get = getattr(store, f"get_{kind}")
-        mark = []
-        for order in (OrderByField.ID, OrderByField.UPDATE_TIME):
-            newest = get(list_options=ListOptions(limit=1, order_by=order, is_asc=False))
-            mark.append((newest[0].id if order == OrderByField.ID
-                         else newest[0].last_update_time_since_epoch) if newest else 0)
-        marks[kind] = mark
-    return marks
+    return {
+        kind: [by_id.id if by_id is not None else 0,
+               by_update.last_update_time_since_epoch if by_update is not None else 0]
+        for kind, (by_id, by_update) in _newest(store).items()
+    }
 
 
 def changed_since(store: MetadataStore, marks: dict[str, list[int]]) -> dict[str, list]:
