@@ -148,13 +148,17 @@ def get_models_released_as(store: MetadataStore, base_path: str | os.PathLike[st
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     pushed = get_pushed_models(store, base_path, version)
-    if not pushed:
-        return []
-    pushers = sorted({
-        e.execution_id for e in store.get_events_by_artifact_ids([a.id for a in pushed])
-        if e.type == pb.Event.OUTPUT
-    })
+    pushers = _executions_linked(store, pushed, pb.Event.OUTPUT)
     return _linked_artifacts(store, pushers, pb.Event.INPUT, PUSHER_MODEL_INPUT)
+
+
+def _executions_linked(store: MetadataStore, artifacts: list[Artifact], event_type: int
+                       ) -> list[int]:
+    """Ids of the executions with an event of ``event_type`` on any of ``artifacts``, sorted."""
+    if not artifacts:
+        return []
+    events = store.get_events_by_artifact_ids([a.id for a in artifacts])
+    return sorted({e.execution_id for e in events if e.type == event_type})
 
 
 def get_release_operations(store: MetadataStore, base_path: str | os.PathLike[str],
@@ -165,18 +169,14 @@ def get_release_operations(store: MetadataStore, base_path: str | os.PathLike[st
     import ml_metadata as mlmd
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    pushed = get_pushed_models(store, base_path, version)
-    if not pushed:
+    ids = _executions_linked(store, get_pushed_models(store, base_path, version), pb.Event.INPUT)
+    if not ids:
         return []
-    ids = sorted({
-        e.execution_id for e in store.get_events_by_artifact_ids([a.id for a in pushed])
-        if e.type == pb.Event.INPUT
-    })
     try:
         release_type = store.get_execution_type(RELEASE_OPERATION_TYPE)
     except mlmd.errors.NotFoundError:  # nothing was ever released through this store
         return []
-    executions = store.get_executions_by_id(ids) if ids else []
+    executions = store.get_executions_by_id(ids)
     return sorted((e for e in executions if e.type_id == release_type.id), key=lambda e: e.id)
 
 
