@@ -226,8 +226,10 @@ def _wait_for_group(procs: list[subprocess.Popen], poll_seconds: float,
         if all(code == 0 for code in codes):
             return ""
         if watch is not None:
-            silent = watch.silent(time.monotonic(), [code is None for code in codes])
-            if silent:
+            now, running = time.monotonic(), [code is None for code in codes]
+            if watch.silent(now, running):
+                # Peers stopped a moment later are just under the bound: name every worker.
+                silent = watch.silences(now, running)
                 states = {i: _process_state(procs[i].pid) for i, _, _ in silent}
                 return describe_silence(silent, watch.timeout, states)
         time.sleep(poll_seconds)

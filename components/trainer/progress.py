@@ -95,10 +95,18 @@ class ProgressWatch:
                     self.group_started = now
         if self.group_started is None:
             return []
+        return [w for w in self.silences(now, running) if w[1] > self.timeout]
+
+    def silences(self, now: float, running: list[bool]) -> list[tuple[int, float, dict]]:
+        """Every running worker's (index, seconds since its last report, that report), the
+        longest silence first, as of the last ``silent`` call; empty before any report.
+        When one worker passes the bound the whole group stops: the message names them all."""
+        if self.group_started is None:
+            return []
         found = []
         for i, seen in enumerate(self.seen):
             since = seen.since if seen.since is not None else self.group_started
-            if running[i] and now - since > self.timeout:
+            if running[i]:
                 found.append((i, now - since, json.loads(seen.text) if seen.text else {}))
         return sorted(found, key=lambda x: -x[1])
 
