@@ -75,7 +75,10 @@ def run_setup(tmp: Path, workers: int, args, data) -> dict:
         raise SystemExit(f"--global-batch {args.global_batch} is not divisible by {workers}")
     train_steps = args.epochs * args.steps_per_epoch
     cfg = load_config(overrides={
+        "data": {"schema": schema},
         "model": {"label": "label", "task": "binary", "features": None},
+        "evaluator": {"metrics": ["ExampleCount", "BinaryAccuracy"], "slices": [],
+                      "thresholds": [{"metric": "binary_accuracy"}]},
         "trainer": {
             "batch_size": args.global_batch // workers, "epochs": args.epochs,
             "train_steps": train_steps, "eval_steps": args.eval_steps,

@@ -1,11 +1,13 @@
 """Typed configuration sections, checked by pydantic, with errors a person can act on.
 
 Every section of the pipeline configuration (and the trainer's job file) is a `ConfigModel`:
-strict types (no `"5"` for an integer, no `true` for a number), unknown keys refused, defaults
-written once, on the field. `parse(cls, data)` checks plain data (parsed YAML or JSON) and turns
-pydantic's first error into one line naming the dotted key, what was expected and what was
-given, with a "did you mean" for a misspelt key, e.g.
-``trainer.bach_size: unknown key (did you mean 'batch_size'?); expected one of: ...``.
+strict types (no `"5"` for an integer, no `true` for a number), finite numbers only, unknown keys
+refused, defaults written once, on the field, with the field's valid range (``Field(ge=0)``,
+``min_length=1``, a validator raising ValueError with the reason). `parse(cls, data)` checks plain
+data (parsed YAML or JSON) and turns pydantic's first error into one line naming the dotted key,
+what was expected and what was given, with a "did you mean" for a misspelt key, e.g.
+``trainer.bach_size: unknown key (did you mean 'batch_size'?); expected one of: ...`` or
+``trainer.seed: expected an integer >= 0, got -1``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -24,8 +26,11 @@ class ConfigModel(BaseModel):
     """A configuration section: strict types, no unknown keys, defaults on the fields."""
 
     # defer_build: the schema is built on first use, not when a module is imported.
+    # allow_inf_nan: no setting means anything as .inf or .nan (nan <= 0 is False: it passes
+    # every range check).
     model_config = ConfigDict(
-        strict=True, extra="forbid", defer_build=True, protected_namespaces=()
+        strict=True, extra="forbid", defer_build=True, protected_namespaces=(),
+        allow_inf_nan=False,
     )
 
 
@@ -50,6 +55,7 @@ def parse(cls: type[M], data: Any) -> M:
 
 def describe(tp: Any) -> str:
     """What a value of type `tp` looks like in YAML, for messages."""
+    tp = _bare(tp)
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
@@ -82,13 +88,41 @@ def _position(loc: tuple, data: Any) -> tuple[int, ...]:
     return tuple(position)
 
 
+def _bare(tp: Any) -> Any:
+    """X for `Annotated[X, constraints]`: the constraints are reported from pydantic's error."""
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
 def _optional_of(tp: Any) -> Any:
     """X for `X | None`, which pydantic checks as X (its errors carry no union member)."""
+    tp = _bare(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0]
+            return _bare(args[0])
     return tp
+
+
+_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
+           "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
+
+
+def _range_problem(tp: Any, error: dict) -> str:
+    """`expected an integer >= 0, got -1` for a value outside a Field's ge/gt/le/lt."""
+    name, op = _BOUNDS[error["type"]]
+    bound = error["ctx"][name]
+    inner = _optional_of(tp)
+    if inner is int and ((op == ">" and bound == 0) or (op == ">=" and bound == 1)):
+        wanted = "a positive integer"
+    elif inner is int:
+        wanted = f"an integer {op} {bound}"
+    else:  # a number: the range says it all
+        wanted = f"{op} {bound:g}"
+    if inner is not _bare(tp):
+        wanted += " or null"
+    return f"expected {wanted}, got {error['input']!r}"
 
 
 def _explain(cls: type[BaseModel], error: dict, data: Any) -> ConfigDataError:
@@ -132,4 +166,15 @@ def _explain(cls: type[BaseModel], error: dict, data: Any) -> ConfigDataError:
         )
     if kind == "missing":
         return ConfigDataError(key, f"missing; expected {describe(tp)}")
+    if kind in _BOUNDS:
+        return ConfigDataError(key, _range_problem(tp, error))
+    if kind == "finite_number":
+        return ConfigDataError(key, f"expected a finite number, got {error['input']!r}")
+    if kind in ("too_short", "string_too_short"):
+        wanted = "a non-empty string" if isinstance(error["input"], str) else (
+            f"at least {error['ctx']['min_length']} item(s)")
+        return ConfigDataError(key, f"expected {wanted}, got {error['input']!r}")
+    if kind in ("value_error", "assertion_error"):
+        # A validator's reason, as it wrote it.
+        return ConfigDataError(key, str(error["ctx"]["error"]))
     return ConfigDataError(key, f"expected {describe(tp)}, got {value!r}")

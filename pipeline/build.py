@@ -9,6 +9,7 @@ from typing import Any
 
 from pipeline.code_fingerprint import code_fingerprint
 from pipeline.config import ConfigError, PipelineConfig
+from pipeline.spans import split_patterns
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The package each custom node runs (its code fingerprint: pipeline/code_fingerprint.py).
@@ -27,17 +28,6 @@ NODE_ORDER = [
     "DataValidationGate", "Trainer", "baseline_resolver", "Evaluator", "SignatureValidator",
     "ServingPusher",
 ]
-
-
-def split_patterns(cfg: PipelineConfig) -> dict[str, str]:
-    """Split name -> file pattern relative to the data root, with ImportExampleGen's {SPAN}."""
-    d = cfg.data
-    if d.splits.mode == "folders":
-        return {
-            name: f"{d.span_pattern}/{folder}/{d.file_pattern}"
-            for name, folder in d.splits.folders.items()
-        }
-    return {"single_split": f"{d.span_pattern}/{d.file_pattern}"}
 
 
 def span_input_patterns(cfg: PipelineConfig, span: int) -> list[str]:
@@ -133,6 +123,28 @@ def build_pipeline(
         output_config=output_config,
         range_config=range_config,
     )
+    # TFX caches it on the files' size and mtime: a rewrite keeping both came back cached. A
+    # digest of their content in `custom_config` (which its executor ignores) is part of the
+    # cache key. Only where the data is a local directory (others compile where it is not).
+    if os.path.isdir(cfg.data.root):
+        from google.protobuf import any_pb2, wrappers_pb2
+        from tfx.utils import proto_utils
+
+        from components.data_check import DataCheckError
+        from components.data_check.fingerprint import CACHE_FILE, span_fingerprint
+        from pipeline.spans import selected_span
+
+        try:  # the cache written by the up-to-date check, read only: hashed once per run
+            digest = span_fingerprint(
+                os.path.abspath(cfg.data.root), span_input_patterns(cfg, selected_span(cfg)),
+                os.path.join(cfg.resolved_pipeline_root, CACHE_FILE), update_cache=False)
+        except (DataCheckError, OSError):
+            digest = None  # no input: the pre-flight check reports it
+        if digest is not None:
+            packed = any_pb2.Any()
+            packed.Pack(wrappers_pb2.StringValue(value=f"data-sha256:{digest}"))
+            example_gen.exec_properties["custom_config"] = proto_utils.proto_to_json(
+                example_gen_pb2.CustomConfig(custom_config=packed))
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     # Not TFX's ImportSchemaGen, which is cached on the path: an edit in place was ignored.
     with open(schema_path, "rb") as f:
@@ -146,6 +158,8 @@ def build_pipeline(
     )
     gate = DataValidationGate(
         anomalies=example_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
         code_fingerprint=code_fingerprint(NODE_CODE["DataValidationGate"]),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -85,7 +86,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           full=args.full)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
-        return 0 if result.status == "succeeded" else 1
+        return result.exit_code
     if result.status != "succeeded":
         print()
     # The components not already shown as they finished: the failed one and those not run.
@@ -94,8 +95,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  {c.name:<20} {c.status:<10} {c.seconds:6.1f} s")
     if result.status != "succeeded":
         print(f"error: {result.error}", file=sys.stderr)
-        print(f"full log: {result.log_file}", file=sys.stderr)
-        return 1
+        if result.log_file:
+            print(f"full log: {result.log_file}", file=sys.stderr)
+        return result.exit_code
     cached = sum(c.cached for c in result.components)
     if result.up_to_date_with:
         print(f"  up to date: nothing changed since run {result.up_to_date_with} (data, "
@@ -117,7 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for line in result.validation_failures:
             print(f"  - {line}")
     print(f"metadata: {result.metadata_uri}\nrun: {result.run_id}  log: {result.log_file}")
-    return 0
+    return result.exit_code
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -134,6 +136,16 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `pipeline` command on `argv` (None: the process's arguments, and then `pipeline run`
+    is watched from a parent process, see `_watched_run`)."""
+    if argv is None:
+        argv = sys.argv[1:]
+        if argv[:1] == ["run"] and hasattr(os, "fork"):
+            return _watched_run(argv)
+    return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from pipeline.compile_tfjob import run_compile
     from pipeline.release_cli import run_release
@@ -145,6 +157,75 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001  (the last resort: one line, the traceback in a file)
+        return _internal_error(e, getattr(args, "json", False))
+
+
+def _internal_error(exc: Exception, as_json: bool) -> int:
+    """An error no command turned into a message (a bug, or a failure while logging was set
+    up): one `error:` line naming it, and the traceback saved to a file the line names."""
+    import tempfile
+    import traceback
+
+    from pipeline.app.run_log import error_line
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        fd, path = tempfile.mkstemp(prefix="pipeline-error-", suffix=".txt")
+        with open(fd, "w") as f:
+            f.write(text)
+        where = f"; traceback in {path}"
+    except OSError:
+        where = ""
+    return _fail(f"{error_line(exc)}{where}", as_json, 1)
+
+
+def _watched_run(argv: list[str]) -> int:
+    """`pipeline run` in a child process, watched by this one. A native crash (SIGABRT or
+    SIGSEGV in TensorFlow, Beam or protobuf, or the OOM killer's SIGKILL) ends a process
+    without a Python exception; the parent, which imports nothing heavy, then writes the
+    `error:` line (with `--json`, the JSON object) the run could not."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the run
+        code = 1
+        try:
+            code = _main(argv)
+        except SystemExit as e:  # argparse
+            code = e.code if isinstance(e.code, int) else 2
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return _wait_for_run(pid, "--json" in argv)
+
+
+def _wait_for_run(pid: int, as_json: bool) -> int:
+    import signal
+
+    # Ctrl-C reaches both processes (one process group): the run reports it, this one waits.
+    # A signal sent to this process alone is passed on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, _: os.kill(pid, signum))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            return 1
+        except InterruptedError:
+            continue
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    signum = os.WTERMSIG(status)
+    name = signal.Signals(signum).name
+    why = {"SIGKILL": " (killed from outside, or by the kernel's out-of-memory killer)",
+           "SIGABRT": " (a native abort in TensorFlow, Beam or a library)",
+           "SIGSEGV": " (a native crash in TensorFlow, Beam or a library)"}.get(name, "")
+    _fail(f"the run's process ended on signal {name}{why}; its log is in <work_dir>/logs/",
+          as_json, 1)
+    return 128 + signum
 
 
 if __name__ == "__main__":

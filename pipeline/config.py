@@ -3,25 +3,37 @@
 A profile (``pipeline/profiles/<name>.yaml``) is a complete configuration; ``--config FILE``
 is merged on top of it key by key, and command-line flags on top of that. Every key is checked
 against the sections below (pydantic models, components/typed_config.py): an unknown key, a
-wrong type or a value outside its choices is a ``ConfigError`` naming the file, the dotted key
-and what was expected. The trainer's and the evaluator's sections are defined by those
-components (components/trainer/settings.py, components/evaluator/eval_config.py), which rebuild
-them from what the pipeline hands them: their defaults are written there, once.
+wrong type, a value outside its choices or its range is a ``ConfigError`` naming the file, the
+dotted key and what was expected. So is a configuration under which a quality gate would measure
+nothing, or the wrong thing (no threshold, a bound every model passes or none can, a slice on a
+feature the data lacks, a contract no model can meet...): ``PipelineConfig.validate`` and
+``check_against_schema`` hold those rules, each with its reason. The trainer's and the
+evaluator's sections are defined by those components (components/trainer/settings.py,
+components/evaluator/eval_config.py), which rebuild them from what the pipeline hands them: their
+defaults are written there, once.
 
 Relative paths are resolved against the working directory when the pipeline is built.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import AfterValidator, Field, PrivateAttr
 
-from components.evaluator.eval_config import Threshold
+from components.evaluator.eval_config import (
+    KNOWN_METRICS,
+    EvalConfigError,
+    Threshold,
+    known_metric,
+    merge_thresholds,
+    task_problem,
+)
 from components.serving.settings import ServerConfig
 from components.trainer.settings import ModelConfig, TrainerConfig
 from components.typed_config import ConfigDataError, ConfigModel, parse
@@ -34,13 +46,36 @@ class ConfigError(ValueError):
     """A configuration file or value is wrong; the message names the file and the key."""
 
 
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+def _distinct(what: str):
+    """A validator refusing a list that holds an item twice (`what` names the items)."""
+    def check(items: list) -> list:
+        seen = []
+        for item in items:
+            if item in seen:
+                raise ValueError(f"{item!r} is listed twice; list each {what} once")
+            seen.append(item)
+        return items
+    return AfterValidator(check)
+
+
+def _span_pattern(pattern: str) -> str:
+    if "{SPAN}" not in pattern:
+        raise ValueError("must contain {SPAN}")
+    return pattern
+
+
 class SplitsConfig(ConfigModel):
     # folders: the data already has Split-<name>/ folders; hash: one folder, split by hash buckets.
     mode: Literal["folders", "hash"] = "folders"
-    folders: dict[str, str] = Field(
+    folders: dict[str, NonEmptyStr] = Field(
         default_factory=lambda: {"train": "Split-train", "eval": "Split-eval"}
     )
-    hash_buckets: dict[str, int] = Field(default_factory=lambda: {"train": 4, "eval": 1})
+    hash_buckets: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: {"train": 4, "eval": 1}
+    )
 
 
 # `schema` is also the name of BaseModel's deprecated schema() method: pydantic warns that the
@@ -49,27 +84,58 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
 
     class DataConfig(ConfigModel):
-        root: str = "data/penguins"
+        root: str = Field(default="data/penguins", min_length=1)
         # Folder of one span under root; {SPAN} is ImportExampleGen's span placeholder.
-        span_pattern: str = "span-{SPAN}"
+        span_pattern: Annotated[str, AfterValidator(_span_pattern)] = "span-{SPAN}"
         # None: the latest span found under root.
-        span: int | None = None
-        file_pattern: str = "*.tfrecord.gz"
-        schema: str = "data/schema/schema.pbtxt"
+        span: int | None = Field(default=None, ge=0)
+        file_pattern: str = Field(default="*.tfrecord.gz", min_length=1)
+        # The curated schema: the data is validated against it, and the model's label and
+        # features and the evaluator's slices must be its features (read when loading).
+        schema: str = Field(default="data/schema/schema.pbtxt", min_length=1)
         splits: SplitsConfig = Field(default_factory=SplitsConfig)
 
 
+def _some_metrics(metrics: list[str]) -> list[str]:
+    if not metrics:
+        raise ValueError("empty; list the metric classes to compute, e.g. "
+                         "[ExampleCount, SparseCategoricalAccuracy]")
+    return metrics
+
+
+def _some_thresholds(thresholds: list[Threshold]) -> list[Threshold]:
+    if not thresholds:
+        raise ValueError("empty: every model would be blessed; set at least one threshold")
+    return thresholds
+
+
+def _distinct_slices(slices: list[list[str]]) -> list[list[str]]:
+    seen: list[set[str]] = []
+    for keys in slices:
+        if set(keys) in seen:
+            raise ValueError(f"{keys} is listed twice (as slices[{seen.index(set(keys))}])")
+        seen.append(set(keys))
+    return slices
+
+
 class EvaluatorConfig(ConfigModel):
-    metrics: list[str] = Field(
+    metrics: Annotated[list[NonEmptyStr], AfterValidator(_some_metrics),
+                       _distinct("metric")] = Field(
         default_factory=lambda: ["ExampleCount", "SparseCategoricalAccuracy"]
     )
-    # Feature keys to slice by; the overall slice is always computed.
-    slices: list[list[str]] = Field(default_factory=list)
-    thresholds: list[Threshold] = Field(default_factory=lambda: [Threshold()])
+    # Feature keys to slice by (features of data.schema); the overall slice is always computed.
+    slices: Annotated[
+        list[Annotated[list[NonEmptyStr], Field(min_length=1), _distinct("feature of a slice")]],
+        AfterValidator(_distinct_slices),
+    ] = Field(default_factory=list)
+    # Every one must hold (several on one metric: the strictest bounds of them all).
+    thresholds: Annotated[list[Threshold], AfterValidator(_some_thresholds)] = Field(
+        default_factory=lambda: [Threshold()]
+    )
 
 
 class PusherConfig(ConfigModel):
-    base_path: str = "var/serving/model"
+    base_path: str = Field(default="var/serving/model", min_length=1)
     # The release channel: part of the tag (<channel>-v<N>-<YYYYMMDD>); `canary` and `stable`
     # also label the new version.
     channel: str = "canary"
@@ -114,21 +180,21 @@ class ValidationConfig(ConfigModel):
     # Let a breaking signature change through; the reason is required.
     allow_breaking_change: AllowBreakingChangeConfig | None = None
     # Evaluation examples fed to serving_default by the signature probe.
-    sample_size: int = 64
+    sample_size: int = Field(default=64, gt=0)
 
 
 class BeamConfig(ConfigModel):
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
-    direct_num_workers: int = 1
-    extra_args: list[str] = Field(default_factory=list)
+    direct_num_workers: int = Field(default=1, gt=0)
+    extra_args: list[NonEmptyStr] = Field(default_factory=list)
 
 
 class PipelineConfig(ConfigModel):
-    pipeline_name: str = "tfx-pipeline"
+    pipeline_name: str = Field(default="tfx-pipeline", min_length=1)
     # pipeline_root/ and metadata.sqlite live here unless set explicitly.
-    work_dir: str = "var"
-    pipeline_root: str | None = None
-    metadata_path: str | None = None
+    work_dir: str = Field(default="var", min_length=1)
+    pipeline_root: str | None = Field(default=None, min_length=1)
+    metadata_path: str | None = Field(default=None, min_length=1)
     enable_cache: bool = True
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -163,68 +229,60 @@ class PipelineConfig(ConfigModel):
         return os.path.abspath(self.metadata_path or os.path.join(self.work_dir, "metadata.sqlite"))
 
     def validate(self) -> None:
-        """Checks rules that span several keys; raises ConfigError naming the last source."""
+        """Checks rules that span several keys; raises ConfigError naming the last source.
+
+        The range of each key is checked on its field, when the layer is parsed; the rules
+        that need the schema file are `check_against_schema`'s.
+        """
         where = self.where
-        if self.model.features is not None and not self.model.features:
-            raise ConfigError(
-                f"{where}: model.features: empty; list feature names, or null for every "
-                "feature of the schema but the label"
-            )
         if self.model.features is not None and self.model.label in self.model.features:
             raise ConfigError(
                 f"{where}: model.features: must not contain the label {self.model.label!r}"
             )
-        positives = {
-            "trainer.train_steps": self.trainer.train_steps,
-            "trainer.eval_steps": self.trainer.eval_steps,
-            "trainer.batch_size": self.trainer.batch_size,
-            "trainer.epochs": self.trainer.epochs,
-            "trainer.distribution.workers": self.trainer.distribution.workers,
-            "beam.direct_num_workers": self.beam.direct_num_workers,
-        }
-        for key, value in positives.items():
-            if value < 1:
-                raise ConfigError(f"{where}: {key}: expected a positive integer, got {value}")
-        dist = self.trainer.distribution
-        if dist.max_restarts < 0:
-            raise ConfigError(f"{where}: trainer.distribution.max_restarts: expected >= 0")
-        if dist.startup_timeout_seconds <= 0:
-            raise ConfigError(
-                f"{where}: trainer.distribution.startup_timeout_seconds: expected > 0"
-            )
-        if dist.collective_timeout_seconds is not None and dist.collective_timeout_seconds <= 0:
-            raise ConfigError(
-                f"{where}: trainer.distribution.collective_timeout_seconds: expected > 0 or null"
-            )
-        if dist.progress_timeout_seconds is not None and dist.progress_timeout_seconds <= 0:
-            raise ConfigError(
-                f"{where}: trainer.distribution.progress_timeout_seconds: expected > 0 or null"
-            )
-        if self.trainer.learning_rate <= 0:
-            raise ConfigError(f"{where}: trainer.learning_rate: expected > 0")
-        if self.data.span is not None and self.data.span < 0:
-            raise ConfigError(f"{where}: data.span: expected a span number >= 0")
-        if "{SPAN}" not in self.data.span_pattern:
-            raise ConfigError(f"{where}: data.span_pattern: must contain {{SPAN}}")
-        split_names = (
-            self.data.splits.folders if self.data.splits.mode == "folders"
-            else self.data.splits.hash_buckets
-        )
+        splits = self.data.splits
+        split_names = splits.folders if splits.mode == "folders" else splits.hash_buckets
         if set(split_names) != {"train", "eval"}:
             raise ConfigError(
-                f"{where}: data.splits.{self.data.splits.mode}: expected the splits "
+                f"{where}: data.splits.{splits.mode}: expected the splits "
                 f"'train' and 'eval', got {sorted(split_names)}"
             )
-        for name, buckets in self.data.splits.hash_buckets.items():
-            if buckets < 1:
-                raise ConfigError(f"{where}: data.splits.hash_buckets.{name}: expected >= 1")
+        if splits.mode == "folders" and splits.folders["train"] == splits.folders["eval"]:
+            raise ConfigError(
+                f"{where}: data.splits.folders: train and eval are both "
+                f"{splits.folders['eval']!r}: the model would be evaluated on its training data"
+            )
+        self._validate_evaluator(where)
         self._validate_release(where)
-        for i, t in enumerate(self.evaluator.thresholds):
-            if t.lower_bound is None and t.upper_bound is None and t.max_regression is None:
+
+    def _validate_evaluator(self, where: str) -> None:
+        """Metrics that read the model's predictions as intended, thresholds on them that can
+        all hold together."""
+        ev = self.evaluator
+        for i, cls in enumerate(ev.metrics):
+            problem = task_problem(cls, self.model.task)
+            if problem:
+                raise ConfigError(f"{where}: evaluator.metrics[{i}]: {problem}")
+        # The keys TFMA reports the metrics under, as far as the table knows them.
+        keys = {cls: KNOWN_METRICS[cls].key if cls in KNOWN_METRICS else cls
+                for cls in ev.metrics}
+        computed = set(keys) | set(keys.values())
+        for i, t in enumerate(ev.thresholds):
+            # A class outside the table may report any key: TFMA is asked at build time.
+            if t.metric not in computed and all(c in KNOWN_METRICS for c in ev.metrics):
+                listed = ", ".join(f"{c} ({k})" for c, k in keys.items())
                 raise ConfigError(
-                    f"{where}: evaluator.thresholds[{i}]: set lower_bound, upper_bound "
-                    "or max_regression"
+                    f"{where}: evaluator.thresholds[{i}].metric: {t.metric!r} is not among "
+                    f"the metrics computed ({listed}); add its class to evaluator.metrics"
                 )
+
+        def key_of(metric: str) -> str:
+            info = known_metric(metric)
+            return keys.get(metric) or (info.key if info else metric)
+
+        try:
+            merge_thresholds(ev.thresholds, key_of)
+        except EvalConfigError as e:
+            raise ConfigError(f"{where}: evaluator.{e}") from None
 
     def _validate_release(self, where: str) -> None:
         """Rules of the pusher and validation sections (names, batching, contract)."""
@@ -254,9 +312,6 @@ class PipelineConfig(ConfigModel):
         if problem:
             raise ConfigError(f"{where}: pusher.serving.{problem}")
         v = self.validation
-        if v.sample_size < 1:
-            raise ConfigError(f"{where}: validation.sample_size: expected a positive integer, "
-                              f"got {v.sample_size}")
         if v.allow_breaking_change is not None and not v.allow_breaking_change.reason.strip():
             raise ConfigError(
                 f"{where}: validation.allow_breaking_change.reason: say why clients may break "
@@ -264,9 +319,89 @@ class PipelineConfig(ConfigModel):
             )
         if v.contract is not None:
             try:
-                Contract.from_json(v.contract.model_dump(), "validation.contract")
+                contract = Contract.from_json(v.contract.model_dump(), "validation.contract")
             except ContractError as e:
                 raise ConfigError(f"{where}: {e}") from None
+            for name, signature in sorted(contract.signatures.items()):
+                if not signature.inputs:
+                    # Every input of a TF signature is required: each would be a breaking
+                    # addition against a contract without inputs.
+                    raise ConfigError(
+                        f"{where}: validation.contract.signatures.{name}.inputs: empty: every "
+                        "input of the model would be a breaking change, so no model can pass"
+                    )
+
+
+# --- the rules that read the schema ----------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_schema(path: str, mtime_ns: int, size: int):
+    """The schema at `path` as it was at (mtime_ns, size): read once per version of the file
+    (the config is validated after each layer)."""
+    from components.trainer.features import load_schema
+
+    return load_schema(path)
+
+
+def _hint(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_against_schema(cfg: PipelineConfig) -> None:
+    """The rules that need `data.schema` (a relative path: from the working directory).
+
+    The schema must be readable; the label and `model.features` must be features of it that the
+    trainer can serve (`select_features`, as the Trainer will call it); every slice key must be
+    one of its features (TFMA computes only the overall slice when none is present, so the
+    per-slice gate would be off), and not a FLOAT feature (one slice per distinct value).
+    Reads protobuf only, no TensorFlow.
+
+    Raises:
+      ConfigError: naming the last layer read and the dotted key.
+    """
+    from components.trainer.features import FeatureSpecError, select_features
+
+    where = cfg.where
+    path = os.path.abspath(cfg.data.schema)
+    try:
+        stat = os.stat(path)
+        schema = _parsed_schema(path, stat.st_mtime_ns, stat.st_size)
+    except OSError as e:
+        raise ConfigError(f"{where}: data.schema: {path}: cannot read the schema: "
+                          f"{e.strerror}") from None
+    except FeatureSpecError as e:
+        raise ConfigError(f"{where}: data.schema: {e}") from None
+    kinds = {f.name: f.type for f in schema.feature}
+    names = list(kinds)
+    model = cfg.model
+    missing = [("model.label", model.label)] + [
+        (f"model.features[{i}]", n) for i, n in enumerate(model.features or [])]
+    for key, name in missing:
+        if name not in kinds:
+            raise ConfigError(f"{where}: {key}: {name!r} is not a feature of the schema "
+                              f"{path}{_hint(name, names)}")
+    try:
+        select_features(schema, model.label, model.features, model.task)
+    except FeatureSpecError as e:
+        key = "model.label" if str(e).startswith("label") else "model.features"
+        raise ConfigError(f"{where}: {key}: {e} (schema {path})") from None
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    for i, keys in enumerate(cfg.evaluator.slices):
+        for name in keys:
+            if name not in kinds:
+                raise ConfigError(
+                    f"{where}: evaluator.slices[{i}]: {name!r} is not a feature of the schema "
+                    f"{path}{_hint(name, names)}; TFMA would compute no such slice and its "
+                    "thresholds would not be checked"
+                )
+            if kinds[name] == schema_pb2.FLOAT:
+                raise ConfigError(
+                    f"{where}: evaluator.slices[{i}]: {name!r} is a FLOAT feature: one slice "
+                    "per distinct value, each of a few examples; slice by a categorical feature"
+                )
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -340,6 +475,8 @@ def load_config(
     profile: str = DEFAULT_PROFILE,
     config_file: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
+    *,
+    check_schema: bool = True,
 ) -> PipelineConfig:
     """Loads a profile, merges an optional config file and flag overrides on top, validates.
 
@@ -347,6 +484,9 @@ def load_config(
       profile: name of a file in pipeline/profiles, without `.yaml`.
       config_file: a YAML file whose keys override the profile's.
       overrides: nested dict of values from flags (e.g. {"data": {"span": 2}}).
+      check_schema: also check the rules that read `data.schema` (`check_against_schema`);
+        False for commands that neither train nor evaluate (``pipeline release``), which may
+        run where the schema's relative path does not lead to it.
 
     Raises:
       ConfigError: naming the file and key of the first problem found.
@@ -366,6 +506,8 @@ def load_config(
         cfg = _parse(merged, name)
         cfg.sources = [n for n, _ in layers[: i + 1]]
         cfg.validate()
+        if check_schema:
+            check_against_schema(cfg)
     return cfg
 
 

@@ -132,7 +132,7 @@ def run_release(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError, load_config
 
     try:
-        cfg = load_config(args.profile, args.config)
+        cfg = load_config(args.profile, args.config, check_schema=False)
     except ConfigError as e:
         return _error(str(e), 2)
     if getattr(args, "step_wait", None) is not None:

@@ -1,7 +1,9 @@
 """Pre-flight check of TFRecord input files, run before the pipeline starts.
 
 A bad input file otherwise surfaces as a Beam traceback deep inside ExampleGen; here it is a
-one-line ``DataCheckError`` naming the file and what is wrong with it.
+one-line ``DataCheckError`` naming the file and what is wrong with it: compression that does
+not match the name (TFX picks it by name: ``compression.py``), broken framing, and first
+records that are not ``tf.Example``s (``example_check.py``).
 
 TFRecord framing, per record::
 
@@ -14,17 +16,21 @@ Pure standard library on purpose: the check runs in the CLI before TensorFlow is
 from __future__ import annotations
 
 import gzip
+import lzma
 import os
 import struct
 import zlib
 from typing import BinaryIO
 
+from components.data_check import compression as _compression
+from components.data_check.example_check import example_problem
 from components.data_check.gfile_glob import GLOB_CHARS, gfile_glob
 
 __all__ = [
     "DATA_CRC_MAX_BYTES",
     "DATA_CRC_MAX_RECORDS",
     "DataCheckError",
+    "EXAMPLE_CHECK_RECORDS",
     "check_input_files",
     "check_tfrecord_file",
     "crc32c",
@@ -39,8 +45,11 @@ __all__ = [
 # framing anywhere in the file are caught. ``full_data_crc=True`` verifies every record.
 DATA_CRC_MAX_RECORDS = 1000
 DATA_CRC_MAX_BYTES = 4 * 1024 * 1024
+# The first records of each file are parsed as tf.Example (a wrong record type is a property
+# of the whole file, so a few suffice); records longer than the byte bound are not parsed.
+EXAMPLE_CHECK_RECORDS = 8
+_EXAMPLE_CHECK_MAX_BYTES = 64 * 1024 * 1024
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _HEADER = struct.Struct("<QI")  # length, masked CRC of the 8 length bytes
 _FOOTER = struct.Struct("<I")  # masked CRC of the data
 _MASK_DELTA = 0xA282EAD8
@@ -105,8 +114,12 @@ def find_input_files(data_root: str, patterns: list[str]) -> list[str]:
     for pattern in patterns:
         # Glob characters in data_root are interpreted too, as TFX does (ImportExampleGen joins
         # its input_base and the split pattern).
-        matches.update(p for p in gfile_glob(os.path.join(data_root, pattern))
-                       if os.path.isfile(p))
+        for path in gfile_glob(os.path.join(data_root, pattern)):
+            if os.path.isfile(path):
+                matches.add(path)
+            elif os.path.islink(path) and not os.path.exists(path):
+                # Beam lists it too, and fails on it.
+                raise DataCheckError(f"{path}: a broken symbolic link (or a loop of them)")
     if not matches:
         hint = (" (the data root itself holds glob characters, which TFX interprets too)"
                 if any(c in GLOB_CHARS for c in data_root) else "")
@@ -114,28 +127,45 @@ def find_input_files(data_root: str, patterns: list[str]) -> list[str]:
     return sorted(matches)
 
 
-def _resolve_compression(path: str, compression: str) -> bool:
-    """Return True when ``path`` is to be read as GZIP."""
-    mode = compression.upper()
-    if mode == "GZIP":
-        return True
-    if mode in ("NONE", ""):  # "" is TensorFlow's spelling of "no compression"
-        return False
-    if mode != "AUTO":
-        raise ValueError(f"compression must be 'auto', 'GZIP' or 'NONE', got {compression!r}")
-    return path.endswith(".gz") or _starts_with_gzip_magic(path)
+def _resolve_compression(path: str, compression: str) -> str:
+    """The compression ``path`` is read with: "auto" is TFX's choice, by the file's name."""
+    mode = compression.upper() or "NONE"  # "" is TensorFlow's spelling of "no compression"
+    if mode == "AUTO":
+        return _compression.by_name(path)
+    if mode not in _compression.COMPRESSIONS:
+        raise ValueError(f"compression must be 'auto' or one of "
+                         f"{', '.join(_compression.COMPRESSIONS)}, got {compression!r}")
+    return mode
 
 
-def _starts_with_gzip_magic(path: str) -> bool:
+def _content_compression(path: str) -> str | None:
     try:
-        with open(path, "rb") as f:
-            return f.read(2) == _GZIP_MAGIC
+        return _compression.by_content(path)
     except OSError as e:
         raise DataCheckError(f"{path}: cannot read file ({_one_line(e)})") from e
 
 
+def _mismatch_hint(path: str, kind: str) -> str:
+    """Why a file read as `kind` fails at once, when its content is compressed otherwise."""
+    content = _content_compression(path)
+    if content is None or content == kind:
+        return ""
+    named = f"its name ends in {_compression.suffix_of(kind)}" if kind != "NONE" else (
+        f"its name does not end in {_compression.suffix_of(content)}")
+    return (f"; the file starts with {content} magic bytes but {named}, and TFX picks the "
+            f"compression from the name")
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _NotExampleError(Exception):
+    """A record that does not parse as a tf.Example."""
+
+    def __init__(self, message: str, record: int) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 class _FramingError(Exception):
@@ -146,8 +176,11 @@ class _FramingError(Exception):
         self.record = record
 
 
-def _read_record_data(stream: BinaryIO, length: int, want_crc: bool) -> tuple[int, int]:
-    """Read ``length`` data bytes; return (bytes actually read, crc32c or 0)."""
+def _read_record_data(
+    stream: BinaryIO, length: int, want_crc: bool, keep: list[bytes] | None = None
+) -> tuple[int, int]:
+    """Read ``length`` data bytes (appending them to ``keep`` if given); return (bytes
+    actually read, crc32c or 0)."""
     got = 0
     crc = 0
     while got < length:
@@ -156,12 +189,17 @@ def _read_record_data(stream: BinaryIO, length: int, want_crc: bool) -> tuple[in
             break
         if want_crc:
             crc = crc32c(chunk, crc)
+        if keep is not None:
+            keep.append(chunk)
         got += len(chunk)
     return got, crc
 
 
-def _count_records(stream: BinaryIO, full_data_crc: bool, offset_note: str) -> int:
-    """Walk the records of a decompressed stream; return the count or raise _FramingError."""
+def _count_records(
+    stream: BinaryIO, full_data_crc: bool, offset_note: str, examples: int
+) -> int:
+    """Walk the records of a decompressed stream; return the count or raise _FramingError
+    (or _NotExampleError for one of the first ``examples`` records)."""
     count = 0
     offset = 0
     crc_bytes_left = DATA_CRC_MAX_BYTES
@@ -180,7 +218,8 @@ def _count_records(stream: BinaryIO, full_data_crc: bool, offset_note: str) -> i
         if masked_crc32c(header[:8]) != length_crc:
             raise _FramingError(f"corrupted {where}: length CRC mismatch", count)
         want_crc = full_data_crc or (count < DATA_CRC_MAX_RECORDS and length <= crc_bytes_left)
-        got, data_crc = _read_record_data(stream, length, want_crc)
+        keep = [] if count < examples and length <= _EXAMPLE_CHECK_MAX_BYTES else None
+        got, data_crc = _read_record_data(stream, length, want_crc, keep)
         if got < length:
             raise _FramingError(
                 f"truncated {where}: length says {length} bytes of data, {got} remain",
@@ -196,62 +235,92 @@ def _count_records(stream: BinaryIO, full_data_crc: bool, offset_note: str) -> i
             masked = (((data_crc >> 15) | (data_crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
             if masked != _FOOTER.unpack(footer)[0]:
                 raise _FramingError(f"corrupted {where}: data CRC mismatch", count)
+        if keep is not None:
+            problem = example_problem(b"".join(keep))
+            if problem:
+                raise _NotExampleError(f"record #{count} is not a tf.Example: {problem}", count)
         count += 1
         offset += _HEADER.size + length + _FOOTER.size
 
 
 def check_tfrecord_file(
-    path: str, compression: str = "auto", *, full_data_crc: bool = False
+    path: str,
+    compression: str = "auto",
+    *,
+    full_data_crc: bool = False,
+    examples: int | None = None,
 ) -> int:
-    """Validate the TFRecord framing of one file and count its records.
+    """Validate the TFRecord framing of one file, the first records as tf.Examples, and count
+    its records.
 
-    Reads the file once, streaming (GZIP is decompressed incrementally). The length CRC and the
-    framing are verified for every record; the data CRC for the first ``DATA_CRC_MAX_RECORDS``
-    records / ``DATA_CRC_MAX_BYTES`` of data, or for all records with ``full_data_crc``.
-    Record numbers (``#i``) are 0-based; byte offsets are in the decompressed stream.
+    Reads the file once, streaming (compressed files are decompressed incrementally). The
+    length CRC and the framing are verified for every record; the data CRC for the first
+    ``DATA_CRC_MAX_RECORDS`` records / ``DATA_CRC_MAX_BYTES`` of data, or for all records with
+    ``full_data_crc``. Record numbers (``#i``) are 0-based; byte offsets are in the
+    decompressed stream.
 
     Args:
         path: the file to check.
-        compression: ``"auto"`` (GZIP if the file starts with the GZIP magic bytes or its name
-            ends in ``.gz``), ``"GZIP"`` or ``"NONE"``.
+        compression: ``"auto"`` (as TFX: by the file's name, ``.gz`` is GZIP; see
+            ``compression.by_name``), or one of ``compression.COMPRESSIONS``.
         full_data_crc: verify the data CRC of every record (pure Python: ~10 MB/s).
+        examples: how many of the first records to parse as tf.Example (default
+            ``EXAMPLE_CHECK_RECORDS``; 0: none).
 
     Returns:
         The number of records in the file (at least 1).
 
     Raises:
-        DataCheckError: the file cannot be read, is not valid GZIP, is truncated, has a
-            corrupted record, or contains no records. The message names ``path``.
+        DataCheckError: the file cannot be read, is not compressed as its name says, is
+            truncated, has a corrupted record or a first record that is not a tf.Example, or
+            contains no records. The message names ``path``.
         ValueError: ``compression`` is not one of the values above.
     """
-    is_gzip = _resolve_compression(path, compression)
+    kind = _resolve_compression(path, compression)
+    if examples is None:
+        examples = EXAMPLE_CHECK_RECORDS
+    note = " of the decompressed stream" if kind != "NONE" else ""
     try:
-        # gzip.open returns a buffered reader that decompresses as we read; nothing holds
-        # more than one read chunk of the file in memory.
-        with gzip.open(path, "rb") if is_gzip else open(path, "rb") as stream:
-            count = _count_records(
-                stream, full_data_crc, " of the decompressed stream" if is_gzip else ""
-            )
+        # The stream decompresses as we read; nothing holds more than one read chunk (or one
+        # record under the tf.Example check) in memory.
+        with _compression.open_decompressed(path, kind) as stream:
+            count = _count_records(stream, full_data_crc, note, examples)
+    except _NotExampleError as e:
+        raise DataCheckError(f"{path}: {e}") from None
     except _FramingError as e:
         hint = ""
         if e.record == 0:
             # Failing on the very first record usually means a wrong format, not damage.
-            hint = "; is this a TFRecord file?"
-            if not is_gzip and _starts_with_gzip_magic(path):
-                hint = "; the file starts with GZIP magic bytes but compression='NONE' was given"
+            hint = _mismatch_hint(path, kind) or "; is this a TFRecord file?"
         raise DataCheckError(f"{path}: {e}{hint}") from None
     except EOFError as e:
-        # gzip raises EOFError when the stream ends before the end-of-stream marker.
-        raise DataCheckError(f"{path}: truncated GZIP stream ({_one_line(e)})") from e
-    except gzip.BadGzipFile as e:
-        raise DataCheckError(f"{path}: not a valid GZIP file ({_one_line(e)})") from e
-    except zlib.error as e:
-        raise DataCheckError(f"{path}: corrupted GZIP data ({_one_line(e)})") from e
+        # The stream ends before its end-of-stream marker.
+        raise DataCheckError(f"{path}: truncated {kind} stream ({_one_line(e)})") from e
+    except (gzip.BadGzipFile, zlib.error, lzma.LZMAError) as e:
+        raise _bad_compressed_data(path, kind, e) from e
     except OSError as e:
+        if kind == "BZIP2" and "Invalid data stream" in str(e):
+            raise _bad_compressed_data(path, kind, e) from e
         raise DataCheckError(f"{path}: cannot read file ({_one_line(e)})") from e
+    except Exception as e:  # noqa: BLE001  (zstandard.ZstdError, imported only when needed)
+        if type(e).__name__ != "ZstdError":
+            raise
+        raise _bad_compressed_data(path, kind, e) from e
     if count == 0:
         raise DataCheckError(f"{path}: contains no records")
     return count
+
+
+def _bad_compressed_data(path: str, kind: str, e: BaseException) -> DataCheckError:
+    """The error for a file that does not decompress as ``kind``."""
+    what = "not a valid GZIP file" if kind == "GZIP" else f"not valid {kind} data"
+    content = _content_compression(path)
+    hint = ""
+    if _compression.by_name(path) == kind:
+        actual = f"{content}-compressed" if content else "not compressed (by its first bytes)"
+        hint = (f"; TFX reads *{_compression.suffix_of(kind)} files as {kind}, and this one is "
+                f"{actual}")
+    return DataCheckError(f"{path}: {what} ({_one_line(e)}){hint}")
 
 
 def check_input_files(

@@ -1,7 +1,8 @@
 """What the model sees, derived from a TFMD schema and the model config (no TensorFlow here).
 
 Each feature gets a kind that decides its parsing default and its preprocessing:
-  - ``float``: numeric, normalised; missing values are NaN at parse time, imputed and flagged.
+  - ``float``: numeric, normalised; missing values are NaN at parse time; they, NaN and ±inf
+    values are imputed and flagged (the validation gate counts them all as missing).
   - ``int``: numeric integer, normalised; missing values are a sentinel, imputed and flagged.
   - ``int_categorical``: an integer with ``is_categorical`` or a small ``int_domain``; lookup.
   - ``string_vocab``: a string with a ``string_domain`` (inline or referenced); lookup.

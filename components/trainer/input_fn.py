@@ -120,7 +120,8 @@ def make_dataset(
 def numeric_stats(
     file_patterns: Sequence[str], features: Sequence[FeatureInfo], max_examples: int
 ) -> dict[str, tuple[float, float]]:
-    """Mean and variance of each numeric feature over up to `max_examples`, ignoring missing."""
+    """Mean and variance of each numeric feature over up to `max_examples`, ignoring missing
+    (absent, NaN or ±inf) values."""
     import numpy as np
     import tensorflow as tf
 
@@ -137,7 +138,8 @@ def numeric_stats(
     stats = {}
     for f in numeric:
         v = np.concatenate(cols[f.name]).astype(np.float64) if cols[f.name] else np.array([])
-        v = v[~np.isnan(v)] if f.kind == "float" else v[v != INT_MISSING]
+        # Non-finite floats are missing, as the model treats them (model.py: _numeric).
+        v = v[np.isfinite(v)] if f.kind == "float" else v[v != INT_MISSING]
         mean = float(v.mean()) if v.size else 0.0
         var = float(v.var()) if v.size else 1.0
         stats[f.name] = (mean, var if var > 0 else 1.0)

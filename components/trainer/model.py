@@ -40,7 +40,8 @@ def _numeric(keras, tf, inp, info: FeatureInfo, mean: float, var: float):
         missing = tf.cast(tf.equal(x, INT_MISSING), tf.float32)
         x = tf.cast(x, tf.float32)
     else:
-        missing = tf.cast(tf.math.is_nan(x), tf.float32)
+        # NaN and ±inf alike: an infinite input would make every output NaN.
+        missing = tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32)
     # Missing values are imputed with the mean (0 after normalisation) and flagged.
     x = tf.where(missing > 0, tf.fill(tf.shape(x), mean), x)
     x = keras.layers.Normalization(mean=mean, variance=var, name=f"norm_{info.name}")(x)

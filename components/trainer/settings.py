@@ -11,56 +11,77 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from components.trainer.strategy import Communication
 from components.typed_config import ConfigModel, parse
 
 
+def _feature_names(names: list[str] | None) -> list[str] | None:
+    """model.features: null, or distinct names (a repeat would be one input twice)."""
+    if names is None:
+        return None
+    if not names:
+        raise ValueError("empty; list feature names, or null for every feature of the schema "
+                         "but the label")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{name!r} is listed twice")
+        seen.add(name)
+    return names
+
+
 class ModelConfig(ConfigModel):
-    label: str = "label"
+    label: str = Field(default="label", min_length=1)
     # None: every feature of the schema but the label.
-    features: list[str] | None = None
+    features: Annotated[list[Annotated[str, Field(min_length=1)]] | None,
+                        AfterValidator(_feature_names)] = None
     task: Literal["multiclass", "binary", "regression"] = "multiclass"
-    hidden_units: list[int] = Field(default_factory=lambda: [16, 8])
-    # Categorical vocabularies larger than this go through an embedding instead of one-hot.
-    embedding_threshold: int = 20
-    embedding_dim: int = 8
-    # String features with no domain in the schema are hashed into this many buckets.
-    hash_buckets: int = 100
+    # Widths of the hidden layers; [] is a linear (logistic) model, which is allowed.
+    hidden_units: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [16, 8])
+    # Categorical vocabularies larger than this go through an embedding instead of one-hot
+    # (0: always an embedding).
+    embedding_threshold: int = Field(default=20, ge=0)
+    embedding_dim: int = Field(default=8, gt=0)
+    # String features with no domain in the schema are hashed into this many buckets (one
+    # bucket would make every such feature a constant the model cannot learn from).
+    hash_buckets: int = Field(default=100, ge=2)
 
 
 class DistributionConfig(ConfigModel):
     # Local worker processes started on loopback (ignored when TF_CONFIG names a cluster).
     # trainer.batch_size is per worker: the global batch is batch_size x workers.
-    workers: int = 1
+    workers: int = Field(default=1, gt=0)
     # auto: NCCL when GPUs are visible, RING otherwise.
     communication: Communication = "auto"
     # Restarts of the whole worker group after a worker dies; training resumes from backup.
-    max_restarts: int = 2
+    max_restarts: int = Field(default=2, ge=0)
     # Every worker must reach the others within this time, or the run stops with an error.
-    startup_timeout_seconds: float = 120.0
+    startup_timeout_seconds: float = Field(default=120.0, gt=0)
     # Bound on each collective operation (null: none; the strategy's health checks still run).
-    collective_timeout_seconds: float | None = None
+    collective_timeout_seconds: float | None = Field(default=None, gt=0)
     # Local workers: a worker silent this long (no finished batch, eval batch or epoch) once
     # the group trains is hung; the group is stopped and restarted from backup, counting
     # against max_restarts. Must exceed the slowest step, the first (traced) step and the
     # export (null: no bound).
-    progress_timeout_seconds: float | None = 300.0
+    progress_timeout_seconds: float | None = Field(default=300.0, gt=0)
 
 
 class TrainerConfig(ConfigModel):
-    train_steps: int = 500
+    train_steps: int = Field(default=500, gt=0)
     # train_steps are spread over this many epochs (checkpoints are taken between epochs).
-    epochs: int = 3
-    eval_steps: int = 20
-    batch_size: int = 32
-    learning_rate: float = 0.01
-    # Examples read to compute the normalisation of numeric features.
-    normalization_sample: int = 10000
-    seed: int = 42
+    epochs: int = Field(default=3, gt=0)
+    eval_steps: int = Field(default=20, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    learning_rate: float = Field(default=0.01, gt=0)
+    # Examples read to compute the normalisation of numeric features (0 would leave them
+    # unnormalised without a word).
+    normalization_sample: int = Field(default=10000, gt=0)
+    # Seeds Python, NumPy (which takes 0 .. 2**32-1) and TensorFlow.
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
     distribution: DistributionConfig = Field(default_factory=DistributionConfig)
 
 

@@ -24,7 +24,8 @@ def _slice_value(key) -> str:
 
 
 def validation_failures(evaluation_uri: str) -> list[str]:
-    """Why TFMA did not bless the candidate: one line per failed threshold and slice."""
+    """Why TFMA did not bless the candidate: one sentence per failed threshold and slice, and
+    per slice TFMA found no metrics for; never empty when validation failed."""
     import tensorflow_model_analysis as tfma
 
     result = tfma.load_validation_result(evaluation_uri)
@@ -42,11 +43,20 @@ def validation_failures(evaluation_uri: str) -> list[str]:
                 )
             else:
                 vt = f.metric_threshold.value_threshold
-                bound = (f">= {vt.lower_bound.value}" if vt.HasField("lower_bound")
-                         else f"<= {vt.upper_bound.value}")
+                below = vt.HasField("lower_bound") and value < vt.lower_bound.value
+                bound = (f">= {vt.lower_bound.value:g}" if below or not vt.HasField("upper_bound")
+                         else f"<= {vt.upper_bound.value:g}")
                 lines.append(f"{f.metric_key.name} on {where}: {value:.4f}, needs {bound}")
-    if not lines and not result.validation_ok:
-        lines = [str(result.missing_thresholds or result.rubber_stamp or "validation failed")]
+    if result.validation_ok:
+        return lines
+    for spec in result.missing_slices:
+        named = [*spec.feature_keys, *(f"{k}={v}" for k, v in spec.feature_values.items())]
+        lines.append(f"no metrics for the {', '.join(named) or 'overall'} slice, which a "
+                     "threshold needs (no example evaluated there; an empty eval split?)")
+    if result.missing_thresholds:
+        lines.append("TFMA had no threshold to check, and blesses nothing without one")
+    if not lines:
+        lines.append(f"TFMA validation failed without a failed threshold (see {evaluation_uri})")
     return lines
 
 

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from pipeline.app.progress import ProgressCallback, ProgressHandler, node_state
 from pipeline.app.run_result import RunResult
-from pipeline.config import PipelineConfig
+from pipeline.config import ConfigError, PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def run_pipeline(
       KeyboardInterrupt: after the result is reported to the log.
     """
     from components.tf_process import prepare_tf_process
-    from pipeline.app.preflight import preflight
-    from pipeline.app.run_log import error_line, open_run_log
+    from pipeline.app.preflight import check_output_paths, preflight
+    from pipeline.app.run_log import error_kind, error_line, open_run_log
     from pipeline.app.run_record import (
         inputs_before_run,
         reuse_last_run,
@@ -76,6 +76,11 @@ def run_pipeline(
         pipeline_root=cfg.resolved_pipeline_root,
         log_file=os.path.abspath(os.path.join(cfg.work_dir, "logs", f"{run_id}.log")),
     )
+    try:  # the log goes into work_dir: it must be writable before anything, the log too
+        check_output_paths(cfg)
+    except ConfigError as e:
+        result.error, result.error_kind, result.log_file = str(e), "config", ""
+        return result
     log_handler = open_run_log(result.log_file)
     inputs = inputs_before_run(cfg)
     if inputs and not full and cfg.enable_cache and reuse_last_run(cfg, result, inputs):
@@ -94,6 +99,7 @@ def run_pipeline(
         failed_in = progress.stop_current()
         reason = error_line(e)
         result.error = f"{failed_in}: {reason}" if failed_in else reason
+        result.error_kind = error_kind(e)
         if isinstance(e, KeyboardInterrupt):
             raise
     finally:

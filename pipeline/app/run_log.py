@@ -34,6 +34,30 @@ def open_run_log(log_file: str) -> logging.Handler:
     return handler
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    return chain
+
+
+def error_kind(exc: BaseException) -> str:
+    """What a run's failure was, for its exit code (see `RunResult.exit_code`): "config" (a
+    configuration the run cannot use, exit 2), "input" (data refused) or "run" (exit 1)."""
+    from components.data_check import DataCheckError
+    from components.data_validation import AnomaliesFoundError
+    from pipeline.config import ConfigError
+
+    for e in _chain(exc):
+        if isinstance(e, ConfigError):
+            return "config"
+        if isinstance(e, AnomaliesFoundError | DataCheckError):
+            return "input"
+    return "run"
+
+
 def error_line(exc: BaseException) -> str:
     """The most specific, readable reason in an exception chain: the message of a project
     error that names the file, feature or key, else the root cause's first line."""
@@ -41,11 +65,7 @@ def error_line(exc: BaseException) -> str:
     from components.data_validation import AnomaliesFoundError
     from pipeline.config import ConfigError
 
-    chain: list[BaseException] = []
-    e: BaseException | None = exc
-    while e is not None and e not in chain:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
+    chain = _chain(exc)
     for e in chain:
         if isinstance(e, AnomaliesFoundError | DataCheckError | ConfigError):
             return str(e)

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Exit codes of `pipeline run` (and, for 0-2, of every command).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_NOT_RELEASED = 3
+
 
 @dataclass
 class ComponentRun:
@@ -29,9 +35,22 @@ class RunResult:
     log_file: str = ""
     span: int | None = None
     error: str | None = None
+    # config | input | run, when the run failed (pipeline.app.run_log.error_kind).
+    error_kind: str | None = None
     # Set when nothing changed since that run (see pipeline/app/up_to_date.py): its outputs are
     # reused as they are and TFX is not started.
     up_to_date_with: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code (README, "Exit codes"): 0 done (pushed, already serving or up to
+        date), 1 the run failed or its input was refused, 2 a configuration it cannot use, 3
+        done but the model was not released because a quality gate refused it."""
+        if self.status != "succeeded":
+            return EXIT_CONFIG if self.error_kind == "config" else EXIT_FAILED
+        if self.blessed is False and not self.pushed:
+            return EXIT_NOT_RELEASED
+        return EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,5 +66,7 @@ class RunResult:
             "log_file": self.log_file,
             "span": self.span,
             "error": self.error,
+            "error_kind": self.error_kind,
+            "exit_code": self.exit_code,
             "up_to_date_with": self.up_to_date_with,
         }

@@ -8,7 +8,10 @@ through TFX succeeded:
 
 - inputs: the resolved configuration (with absolute paths), the project's source code, the
   schema file's content, the selected span's files as TFX lists them, dot-files included
-  (name, size, mtime: ImportExampleGen's own fingerprint), the Python and library versions;
+  (name, size, mtime: ImportExampleGen's own fingerprint, and a digest of each file's whole
+  content, so that a rewrite keeping size and mtime is a change too; digests of unchanged files
+  come from a stat-keyed cache: components/data_check/fingerprint.py), the Python and library
+  versions;
 - state a run reads: ML Metadata (any execution, artifact or context created or updated since:
   a release operation, another run, even a failed one, moves it) and the serving base path
   (versions, labels, models.config, release records, the serving contract), as they are after
@@ -58,6 +61,14 @@ def record_path(cfg: PipelineConfig) -> Path:
     return Path(cfg.resolved_pipeline_root) / RECORD_FILE
 
 
+def digest_cache_path(cfg: PipelineConfig) -> str:
+    """The cache of the input files' content digests, beside the run record (the up-to-date
+    check writes it; `build_pipeline` reads it, so the files are hashed once per run)."""
+    from components.data_check.fingerprint import CACHE_FILE
+
+    return os.path.join(cfg.resolved_pipeline_root, CACHE_FILE)
+
+
 def source_fingerprint(root: Path = REPO_ROOT) -> str:
     h = hashlib.sha256()
     for package in SOURCE_PACKAGES:
@@ -80,6 +91,7 @@ def input_fingerprint(cfg: PipelineConfig, span: int) -> dict[str, str]:
         reports it).
     """
     from components.data_check import find_input_files
+    from components.data_check.fingerprint import content_fingerprint
     from pipeline.build import span_input_patterns
 
     root = os.path.abspath(cfg.data.root)
@@ -90,6 +102,7 @@ def input_fingerprint(cfg: PipelineConfig, span: int) -> dict[str, str]:
         "base_path": os.path.abspath(cfg.pusher.base_path), "span": span,
     }
     files = find_input_files(root, span_input_patterns(cfg, span))
+    content = content_fingerprint(files, root, digest_cache_path(cfg))
     schema = Path(cfg.data.schema)
     versions = {}
     for name in STACK:
@@ -101,7 +114,7 @@ def input_fingerprint(cfg: PipelineConfig, span: int) -> dict[str, str]:
         "config": _sha(config),
         "code": source_fingerprint(),
         "schema": _sha(schema.read_bytes()) if schema.is_file() else "missing",
-        "data": _sha([[os.path.relpath(f, root), *_stat_entry(f)] for f in files]),
+        "data": _sha([[[os.path.relpath(f, root), *_stat_entry(f)] for f in files], content]),
         "stack": _sha([sys.version, platform.machine(), versions]),
     }
 

@@ -125,12 +125,14 @@ def test_a_promote_while_a_run_trains_is_not_absorbed_into_up_to_date(first):
             run.kill()
         stderr.close()
     second = json.loads(out)
-    assert run.returncode == 0, second.get("error")
+    # Completed: released (0), or refused by the gates against the promoted baseline (3); this
+    # test is about what the up-to-date check makes of the promote, not about the model.
+    assert run.returncode in (0, 3) and second["status"] == "succeeded", second.get("error")
     assert _statuses(second)["Trainer"] == "succeeded"
 
     # Nothing changed since but the promote, which the second run did not see whole.
     proc, third = run_json("--config", str(overlay))
-    assert proc.returncode == 0, third.get("error")
+    assert proc.returncode in (0, 3) and third["status"] == "succeeded", third.get("error")
     assert third["up_to_date_with"] is None
     assert "running through TFX: no earlier successful run" in Path(third["log_file"]).read_text()
     text = log.read_text()

@@ -32,7 +32,8 @@ def runs(tmp_path_factory):
     # The same data and config, but a model without `island`: its predict_raw loses an input.
     changed = write_overlay(tmp, model={"features": NO_ISLAND}, evaluator={"slices": []})
     blocked_proc, blocked = run_json("--config", str(changed))
-    assert blocked_proc.returncode == 0, blocked.get("error")
+    # The run completed; the gate refused the model: exit 3 (README, "Exit codes").
+    assert blocked_proc.returncode == 3, blocked.get("error")
     base = tmp / "serving" / "penguin"
     blocked["_versions_after"] = sorted(p.name for p in base.iterdir() if p.name.isdigit())
 

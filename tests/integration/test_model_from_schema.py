@@ -93,8 +93,9 @@ def serve(loaded, records: list[bytes]) -> dict[str, np.ndarray]:
 
 def settings(**model) -> dict:
     """The profile's model and trainer settings for a TrainJob, `model` keys replaced."""
-    cfg = load_config(overrides={"model": model} if model else None)
-    return {"model": cfg.model, "trainer": cfg.trainer}
+    cfg = load_config()  # its evaluator and schema are the penguins'; only the model differs
+    return {"model": type(cfg.model).model_validate({**cfg.model.model_dump(), **model}),
+            "trainer": cfg.trainer}
 
 
 def feature(name: str, ftype, **fields) -> schema_pb2.Feature:

@@ -19,10 +19,11 @@ from absl import logging as absl_logging
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from components.data_check import DataCheckError
 from pipeline.app.progress import ProgressHandler
 from pipeline.app.run import run_pipeline
 from pipeline.build import NODE_ORDER
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 NCCL_ERROR = ("trainer.distribution.communication: nccl needs a GPU, none is visible "
@@ -240,7 +241,8 @@ def test_cli_json_and_exit_code_of_a_failed_run(overlay, monkeypatch, capsys):
     assert result["error"] == "ImportExampleGen: RuntimeError: disk full"
     assert set(result) == {"run_id", "status", "components", "pushed", "blessed", "metrics",
                            "validation_failures", "metadata", "pipeline_root", "log_file",
-                           "span", "error", "up_to_date_with"}
+                           "span", "error", "error_kind", "exit_code", "up_to_date_with"}
+    assert (result["error_kind"], result["exit_code"]) == ("run", 1)
     code, out, err = cli(monkeypatch, capsys, runner, "--config", str(overlay))
     assert code == 1
     assert out.split("\n")[1:3] == [
@@ -261,3 +263,96 @@ def test_the_app_layer_and_the_runner_import_nothing_heavy():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
+
+
+# --- exit codes (README, "Exit codes") ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("error", "kind", "code"), [
+    (RuntimeError("disk full"), "run", 1),
+    # Raised inside the runner (build_pipeline checks the config against the schema).
+    (ConfigError(
+        "overlay.yaml: model.label: 'x' is not a feature of the schema"), "config", 2),
+    (DataCheckError(
+        "/data/span-2/Split-eval/a.gz: truncated record"), "input", 1),
+])
+def test_a_failed_run_exits_by_the_kind_of_its_error(overlay, monkeypatch, capsys, error, kind,
+                                                      code):
+    runner = FakeTfx({"ImportExampleGen": "COMPLETE"}, fail_in="ImportExampleGen", error=error)
+    got, out, _ = cli(monkeypatch, capsys, runner, "--config", str(overlay), "--json")
+    result = json.loads(out)
+    assert (got, result["exit_code"], result["error_kind"]) == (code, code, kind)
+    got, _, err = cli(monkeypatch, capsys, runner, "--config", str(overlay))
+    assert got == code and err.startswith("error: ")
+
+
+def test_a_config_error_in_preflight_exits_2(overlay, monkeypatch, capsys):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    overlay.write_text(json.dumps({**json.loads(overlay.read_text()),
+                                   "trainer": {"distribution": {"communication": "nccl"}}}))
+    code, _, err = cli(monkeypatch, capsys, FakeTfx({}), "--config", str(overlay))
+    assert code == 2 and err.splitlines()[0] == f"error: {overlay}: {NCCL_ERROR}"
+
+
+def test_a_work_dir_that_is_a_file_is_refused_before_the_log_is_opened(overlay, monkeypatch,
+                                                                       capsys):
+    (overlay.parent / "var").write_text("")
+    runner = FakeTfx({})
+    code, out, err = cli(monkeypatch, capsys, runner, "--config", str(overlay))
+    assert code == 2 and runner.calls == []
+    assert err.splitlines() == [
+        f"error: work_dir: {overlay.parent / 'var'} is a file, not a directory"]
+
+
+def test_a_model_refused_by_a_gate_exits_3_and_a_pushed_one_0():
+    from pipeline.app.run_result import RunResult
+
+    refused = RunResult(run_id="r", status="succeeded", blessed=False,
+                        validation_failures=["sparse_categorical_accuracy on overall: 0.5"])
+    assert refused.exit_code == 3
+    assert RunResult(run_id="r", status="succeeded", blessed=True,
+                     pushed={"version": 1}).exit_code == 0
+    # Nothing changed since the last run: nothing to release, nothing refused.
+    assert RunResult(run_id="r", status="succeeded", up_to_date_with="x").exit_code == 0
+
+
+def test_an_unexpected_error_is_one_line_naming_a_saved_traceback(overlay, monkeypatch,
+                                                                  capsys):
+    import pipeline.app.run
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device", "/var/logs/x.log")
+
+    monkeypatch.setattr(pipeline.app.run, "run_pipeline", broken)
+    code, out, err = cli(monkeypatch, capsys, FakeTfx({}), "--config", str(overlay))
+    [line] = err.splitlines()
+    assert code == 1 and "Traceback" not in err
+    assert line.startswith("error: OSError: [Errno 28] No space left on device: '/var/logs/x.log'")
+    saved = Path(line.rsplit("traceback in ", 1)[1])
+    assert "Traceback" in saved.read_text() and "broken" in saved.read_text()
+    saved.unlink()
+
+
+def test_a_native_crash_of_the_run_still_ends_with_one_error_line(monkeypatch, capsys):
+    import pipeline.cli as cli_mod
+
+    # The run's process dies without a Python exception, as on a native abort in TensorFlow.
+    monkeypatch.setattr(cli_mod, "_main", lambda argv: os.abort())
+    monkeypatch.setattr(sys, "argv", ["pipeline", "run", "--json"])
+    code = cli_mod.main()
+    out, err = capsys.readouterr()
+    assert code == 128 + 6
+    result = json.loads(out)
+    assert result["status"] == "failed" and "SIGABRT" in result["error"]
+    monkeypatch.setattr(sys, "argv", ["pipeline", "run"])
+    code = cli_mod.main()
+    [line] = capsys.readouterr().err.splitlines()
+    assert code == 134 and line.startswith("error: the run's process ended on signal SIGABRT")
+
+
+def test_the_watched_run_passes_its_exit_code_on(monkeypatch):
+    import pipeline.cli as cli_mod
+
+    monkeypatch.setattr(cli_mod, "_main", lambda argv: 3)
+    monkeypatch.setattr(sys, "argv", ["pipeline", "run"])
+    assert cli_mod.main() == 3

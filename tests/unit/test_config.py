@@ -280,8 +280,8 @@ def test_non_positive_learning_rate_and_negative_span(tmp_path):
     assert "trainer.learning_rate: expected > 0" in error_of(
         config_file=write(tmp_path, "trainer: {learning_rate: 0}\n")
     )
-    assert "data.span: expected a span number >= 0" in error_of(
-        overrides={"data": {"span": -1}}
+    assert error_of(overrides={"data": {"span": -1}}) == (
+        "command line: data.span: expected an integer >= 0 or null, got -1"
     )
 
 
@@ -309,7 +309,9 @@ def test_hash_mode_checks_the_hash_bucket_names(tmp_path):
 
 def test_hash_buckets_must_be_positive(tmp_path):
     path = write(tmp_path, "data: {splits: {mode: hash, hash_buckets: {eval: 0}}}\n")
-    assert "data.splits.hash_buckets.eval: expected >= 1" in error_of(config_file=path)
+    assert error_of(config_file=path) == (
+        f"{path}: data.splits.hash_buckets.eval: expected a positive integer, got 0"
+    )
 
 
 def test_threshold_needs_a_bound(tmp_path):
@@ -362,9 +364,13 @@ def test_config_to_dict_round_trips_through_a_config_file(tmp_path):
             trainer: {train_steps: 11, learning_rate: 0.5, distribution: {communication: ring}}
             data: {span: 2, splits: {mode: hash, hash_buckets: {train: 3, eval: 2}}}
             evaluator:
+              metrics: [ExampleCount, SparseCategoricalCrossentropy]
               slices: [[island], [sex, island]]
               thresholds:
-                - {metric: auc, lower_bound: null, upper_bound: 0.9, higher_is_better: false}
+                - metric: sparse_categorical_crossentropy
+                  lower_bound: null
+                  upper_bound: 0.9
+                  higher_is_better: false
             beam: {extra_args: [--foo=1]}
             """, "first.yaml")
     )
@@ -454,7 +460,7 @@ def test_cli_bad_span_flag_is_reported_like_a_config_error():
     assert proc.stdout == ""
     (line,) = proc.stderr.splitlines()
     assert line.startswith("error: ")
-    assert line.endswith("data.span: expected a span number >= 0")
+    assert line.endswith("data.span: expected an integer >= 0 or null, got -3")
 
 
 def test_cli_unknown_profile():
@@ -492,7 +498,7 @@ def test_cli_config_prints_the_resolved_config_as_yaml(tmp_path):
 
 def test_a_rule_broken_by_a_flag_names_the_command_line():
     msg = error_of(overrides={"data": {"span": -3}})
-    assert msg == "command line: data.span: expected a span number >= 0"
+    assert msg == "command line: data.span: expected an integer >= 0 or null, got -3"
 
 
 def test_a_rule_broken_by_the_overlay_names_the_overlay_not_the_profile(tmp_path):
@@ -510,3 +516,234 @@ def test_exponent_floats_that_yaml_reads_as_strings_are_numbers(tmp_path):
 def test_an_empty_feature_list_is_refused(tmp_path):
     path = write(tmp_path, "model: {features: []}\n")
     assert error_of(config_file=path).startswith(f"{path}: model.features: empty")
+
+
+# --- every key in its range, checked when the layer holding it is read ----------------------
+
+SCHEMA = os.path.join(REPO, "data", "schema", "schema.pbtxt")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("trainer: {seed: -1}", "trainer.seed: expected an integer >= 0, got -1"),
+    ("trainer: {seed: 4294967296}",
+     "trainer.seed: expected an integer <= 4294967295, got 4294967296"),
+    ("trainer: {learning_rate: .nan}", "trainer.learning_rate: expected a finite number, got nan"),
+    ("trainer: {learning_rate: .inf}", "trainer.learning_rate: expected a finite number, got inf"),
+    ("trainer: {learning_rate: -0.1}", "trainer.learning_rate: expected > 0, got -0.1"),
+    ("trainer: {normalization_sample: 0}",
+     "trainer.normalization_sample: expected a positive integer, got 0"),
+    ("trainer: {eval_steps: 0}", "trainer.eval_steps: expected a positive integer, got 0"),
+    ("trainer: {distribution: {max_restarts: -1}}",
+     "trainer.distribution.max_restarts: expected an integer >= 0, got -1"),
+    ("trainer: {distribution: {startup_timeout_seconds: 0}}",
+     "trainer.distribution.startup_timeout_seconds: expected > 0, got 0"),
+    ("trainer: {distribution: {collective_timeout_seconds: -5}}",
+     "trainer.distribution.collective_timeout_seconds: expected > 0 or null, got -5"),
+    ("model: {embedding_dim: 0}", "model.embedding_dim: expected a positive integer, got 0"),
+    ("model: {embedding_threshold: -1}",
+     "model.embedding_threshold: expected an integer >= 0, got -1"),
+    ("model: {hash_buckets: 1}", "model.hash_buckets: expected an integer >= 2, got 1"),
+    ("model: {hidden_units: [16, 0]}",
+     "model.hidden_units[1]: expected a positive integer, got 0"),
+    ("model: {hidden_units: [-3]}", "model.hidden_units[0]: expected a positive integer, got -3"),
+    ("model: {features: [island, island]}", "model.features: 'island' is listed twice"),
+    ("model: {features: [island, '']}", "model.features[1]: expected a non-empty string, got ''"),
+    ("model: {label: ''}", "model.label: expected a non-empty string, got ''"),
+    ("data: {root: ''}", "data.root: expected a non-empty string, got ''"),
+    ("data: {file_pattern: ''}", "data.file_pattern: expected a non-empty string, got ''"),
+    ("data: {schema: ''}", "data.schema: expected a non-empty string, got ''"),
+    ("data: {splits: {folders: {eval: ''}}}",
+     "data.splits.folders.eval: expected a non-empty string, got ''"),
+    ("evaluator: {metrics: [ExampleCount, ExampleCount]}",
+     "evaluator.metrics: 'ExampleCount' is listed twice; list each metric once"),
+    ("evaluator: {metrics: [ExampleCount, '']}",
+     "evaluator.metrics[1]: expected a non-empty string, got ''"),
+    ("evaluator: {slices: [[]]}", "evaluator.slices[0]: expected at least 1 item(s), got []"),
+    ("evaluator: {slices: [[island, island]]}",
+     "evaluator.slices[0]: 'island' is listed twice; list each feature of a slice once"),
+    ("evaluator: {slices: [[island, sex], [sex, island]]}",
+     "evaluator.slices: ['sex', 'island'] is listed twice (as slices[0])"),
+    ("evaluator: {thresholds: [{metric: ''}]}",
+     "evaluator.thresholds[0].metric: expected a non-empty string, got ''"),
+    ("evaluator: {thresholds: [{lower_bound: .nan}]}",
+     "evaluator.thresholds[0].lower_bound: expected a finite number, got nan"),
+    ("evaluator: {thresholds: [{max_regression: -0.01}]}",
+     "evaluator.thresholds[0].max_regression: expected >= 0 or null, got -0.01"),
+    ("pusher: {base_path: ''}", "pusher.base_path: expected a non-empty string, got ''"),
+    ("pusher: {serving: {poll_seconds: .inf}}",
+     "pusher.serving.poll_seconds: expected a finite number, got inf"),
+    ("validation: {sample_size: 0}", "validation.sample_size: expected a positive integer, got 0"),
+    ("beam: {extra_args: ['']}", "beam.extra_args[0]: expected a non-empty string, got ''"),
+    ("pipeline_name: ''", "pipeline_name: expected a non-empty string, got ''"),
+    ("work_dir: ''", "work_dir: expected a non-empty string, got ''"),
+    ("metadata_path: ''", "metadata_path: expected a non-empty string, got ''"),
+])
+def test_a_value_out_of_its_range_is_one_line_naming_file_and_key(tmp_path, text, message):
+    path = write(tmp_path, text + "\n")
+    assert error_of(config_file=path) == f"{path}: {message}"
+
+
+def test_a_linear_model_has_no_hidden_layer(tmp_path):
+    assert load_config(config_file=write(tmp_path, "model: {hidden_units: []}\n")).model \
+        .hidden_units == []
+
+
+# --- a gate that would measure nothing, or the wrong thing ---------------------------------
+
+
+@pytest.mark.parametrize("text, message", [
+    ("evaluator: {thresholds: []}",
+     "evaluator.thresholds: empty: every model would be blessed; set at least one threshold"),
+    ("evaluator: {metrics: []}", "evaluator.metrics: empty; list the metric classes to "
+     "compute, e.g. [ExampleCount, SparseCategoricalAccuracy]"),
+    ("evaluator: {thresholds: [{lower_bound: 0.9, upper_bound: 0.5}]}",
+     "evaluator.thresholds[0].upper_bound: 0.5 < lower_bound 0.9: no model can pass"),
+    ("evaluator: {thresholds: [{lower_bound: 0}]}",
+     "evaluator.thresholds[0].lower_bound: 0 lets every model pass: "
+     "sparse_categorical_accuracy is never below 0; raise it, or set null"),
+    ("evaluator: {thresholds: [{lower_bound: 1.2}]}",
+     "evaluator.thresholds[0].lower_bound: 1.2 can never be reached: "
+     "sparse_categorical_accuracy is at most 1"),
+    ("evaluator: {thresholds: [{lower_bound: null, upper_bound: 1}]}",
+     "evaluator.thresholds[0].upper_bound: 1 lets every model pass: "
+     "sparse_categorical_accuracy is never above 1; lower it, or set null"),
+    ("evaluator: {thresholds: [{lower_bound: null, upper_bound: -0.1}]}",
+     "evaluator.thresholds[0].upper_bound: -0.1 can never be met: "
+     "sparse_categorical_accuracy is never below 0"),
+    ("evaluator: {thresholds: [{max_regression: 1}]}",
+     "evaluator.thresholds[0].max_regression: 1 lets every regression pass: "
+     "sparse_categorical_accuracy cannot move by more than 1; lower it, or set null"),
+    ("evaluator: {thresholds: [{metric: example_count, lower_bound: 0}]}",
+     "evaluator.thresholds[0].lower_bound: 0 lets every model pass: example_count is never "
+     "below 0; raise it, or set null"),
+    ("evaluator: {thresholds: [{higher_is_better: false}]}",
+     "evaluator.thresholds[0].higher_is_better: false, but a higher sparse_categorical_accuracy "
+     "is better: max_regression would refuse improvements and pass regressions"),
+    ("evaluator: {thresholds: [{metric: auc}]}",
+     "evaluator.thresholds[0].metric: 'auc' is not among the metrics computed (ExampleCount "
+     "(example_count), SparseCategoricalAccuracy (sparse_categorical_accuracy)); add its class "
+     "to evaluator.metrics"),
+    ("evaluator: {thresholds: [{lower_bound: 0.9}, {lower_bound: null, upper_bound: 0.8}]}",
+     "evaluator.thresholds[1]: with thresholds[0] on sparse_categorical_accuracy: together "
+     "they need >= 0.9 and <= 0.8: no model can pass"),
+    ("evaluator: {metrics: [ExampleCount, CategoricalAccuracy], "
+     "thresholds: [{metric: categorical_accuracy}]}",
+     "evaluator.metrics[1]: CategoricalAccuracy expects one-hot labels, but the labels here "
+     "are class ids (use SparseCategoricalAccuracy)"),
+    ("model: {task: regression}",
+     "evaluator.metrics[1]: SparseCategoricalAccuracy does not measure a regression model "
+     "(model.task): it reads the predictions of multiclass models"),
+    ("data: {splits: {folders: {eval: Split-train}}}",
+     "data.splits.folders: train and eval are both 'Split-train': the model would be "
+     "evaluated on its training data"),
+    ("validation: {contract: {signatures: {}}}",
+     "validation.contract.signatures: expected at least one signature"),
+    ("validation: {contract: {signatures: {serving_default: "
+     "{outputs: {probabilities: {dtype: float32}}}}}}",
+     "validation.contract.signatures.serving_default.inputs: empty: every input of the model "
+     "would be a breaking change, so no model can pass"),
+    # Read from the schema.
+    ("evaluator: {slices: [[islnd]]}",
+     f"evaluator.slices[0]: 'islnd' is not a feature of the schema {SCHEMA} (did you mean "
+     "'island'?); TFMA would compute no such slice and its thresholds would not be checked"),
+    ("evaluator: {slices: [[island], [body_mass_g]]}",
+     "evaluator.slices[1]: 'body_mass_g' is a FLOAT feature: one slice per distinct value, "
+     "each of a few examples; slice by a categorical feature"),
+    ("model: {label: specis}",
+     f"model.label: 'specis' is not a feature of the schema {SCHEMA} (did you mean "
+     "'species'?)"),
+    ("model: {features: [island, bill_lenght_mm]}",
+     f"model.features[1]: 'bill_lenght_mm' is not a feature of the schema {SCHEMA} (did you "
+     "mean 'bill_length_mm'?)"),
+    ("model: {label: island}",
+     "model.label: label 'island': multiclass classification needs an INT label of class ids "
+     f"0..n-1 (schema {SCHEMA})"),
+    ("data: {schema: nope/schema.pbtxt}",
+     f"data.schema: {os.path.abspath('nope/schema.pbtxt')}: cannot read the schema: "
+     "No such file or directory"),
+])
+def test_a_gate_that_measures_nothing_is_refused_with_the_reason(tmp_path, text, message):
+    path = write(tmp_path, text + "\n")
+    assert error_of(config_file=path) == f"{path}: {message}"
+
+
+def test_thresholds_that_can_hold_together_are_accepted(tmp_path):
+    # Both hold: build_eval_config keeps the strictest (tests/unit/test_eval_config.py).
+    path = write(tmp_path, "evaluator: {thresholds: [{lower_bound: 0.99}, {lower_bound: 0.5}, "
+                           "{metric: SparseCategoricalAccuracy, lower_bound: 0.7, "
+                           "upper_bound: 1.0e-0, max_regression: null}]}\n")
+    with pytest.raises(ConfigError, match=r"thresholds\[2\].upper_bound: 1 lets every model"):
+        load_config(config_file=path)
+    path = write(tmp_path, "evaluator: {thresholds: [{lower_bound: 0.99}, {lower_bound: 0.5}, "
+                           "{metric: SparseCategoricalAccuracy, lower_bound: 0.7, "
+                           "upper_bound: 0.999, max_regression: null}]}\n", "ok.yaml")
+    assert len(load_config(config_file=path).evaluator.thresholds) == 3
+
+
+def test_a_metric_class_outside_the_table_is_left_to_the_build(tmp_path):
+    # Its reported key is TFMA's to tell: build_pipeline asks it (metric_name).
+    path = write(tmp_path, "evaluator: {metrics: [ExampleCount, MeanLabel], "
+                           "thresholds: [{metric: mean_label, lower_bound: 0.5}]}\n")
+    assert load_config(config_file=path).evaluator.metrics == ["ExampleCount", "MeanLabel"]
+
+
+def test_a_schema_that_is_not_a_schema(tmp_path):
+    bad = tmp_path / "schema.pbtxt"
+    bad.write_text("feature { nme: 'x' }\n")
+    path = write(tmp_path, f"data: {{schema: {bad}}}\n")
+    assert error_of(config_file=path).startswith(
+        f"{path}: data.schema: {bad}: not a valid schema: ")
+
+
+def test_an_overlay_with_its_own_schema_label_and_metrics(tmp_path):
+    from data.synthetic import synthetic_schema, write_schema
+
+    schema = str(tmp_path / "schema.pbtxt")
+    write_schema(schema, synthetic_schema())
+    path = write(tmp_path, f"""\
+        data: {{schema: {schema}}}
+        model: {{label: label, task: binary}}
+        evaluator:
+          metrics: [ExampleCount, BinaryAccuracy, AUC]
+          slices: []
+          thresholds: [{{metric: AUC, lower_bound: 0.7}}]
+        """)
+    cfg = load_config(config_file=path)
+    assert (cfg.model.label, cfg.data.schema) == ("label", schema)
+    # The same overlay without its schema: the penguins' has no 'label'.
+    text = open(path).read().replace(f"data: {{schema: {schema}}}\n", "")
+    other = write(tmp_path, text, "no_schema.yaml")
+    assert error_of(config_file=other).startswith(
+        f"{other}: model.label: 'label' is not a feature of the schema {SCHEMA}")
+
+
+def test_an_edited_schema_is_read_again(tmp_path):
+    schema = tmp_path / "schema.pbtxt"
+    original = open(SCHEMA).read()
+    schema.write_text(original)
+    path = write(tmp_path, f"data: {{schema: {schema}}}\n")
+    assert load_config(config_file=path).evaluator.slices == [["island"]]
+    feature = 'name: "island"\n  type: BYTES'  # the feature, not its string_domain
+    assert original.count(feature) == 1
+    schema.write_text(original.replace(feature, 'name: "isle"\n  type: BYTES'))
+    assert error_of(config_file=path).startswith(
+        f"{path}: evaluator.slices[0]: 'island' is not a feature of the schema {schema}")
+
+
+def test_the_schema_rules_are_skipped_on_request(tmp_path):
+    # `pipeline release` neither trains nor evaluates, and may run where data/ is not.
+    path = write(tmp_path, "data: {schema: nope.pbtxt}\n")
+    assert load_config(config_file=path, check_schema=False).data.schema == "nope.pbtxt"
+    assert "data.schema" in error_of(config_file=path)
+
+
+def test_cli_run_refuses_a_gate_that_measures_nothing_before_tensorflow(tmp_path):
+    path = write(tmp_path, "evaluator: {slices: [[islnd]]}\n", "gate.yaml")
+    proc = run_cli("run", "--config", path)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: {path}: evaluator.slices[0]: 'islnd' is not a feature")
+    _, err, report = run_main_in_process(["run", "--config", path])
+    assert json.loads(report) == {"rc": 2, "heavy": []}
+    assert "did you mean 'island'?" in err

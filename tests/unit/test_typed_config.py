@@ -8,8 +8,10 @@ keys, several problems in one file, YAML 1.2 floats, and plain data that is not 
 from __future__ import annotations
 
 import textwrap
+from typing import Annotated
 
 import pytest
+from pydantic import AfterValidator, Field
 
 from components.typed_config import ConfigDataError, ConfigModel, describe, parse
 from pipeline.config import ConfigError, load_config
@@ -132,3 +134,37 @@ def test_describe_reads_like_yaml():
         "a mapping of a string to a list of an integer or null"
     )
     assert describe(Inner) == "a mapping"
+
+
+class Ranged(ConfigModel):
+    count: int = Field(default=1, gt=0)
+    offset: int = Field(default=0, ge=0)
+    rate: float | None = Field(default=None, gt=0)
+    widths: list[Annotated[int, Field(ge=2)]] = []
+    names: list[str] = Field(default_factory=lambda: ["a"], min_length=1)
+    label: str = Field(default="x", min_length=1)
+    by_name: dict[str, Annotated[float, Field(le=1)]] = {}
+    even: Annotated[int, AfterValidator(lambda v: v if v % 2 == 0 else _odd(v))] = 0
+
+
+def _odd(value: int) -> int:
+    raise ValueError(f"{value} is odd; the pairs would not match")
+
+
+@pytest.mark.parametrize("data, key, problem", [
+    ({"count": 0}, "count", "expected a positive integer, got 0"),
+    ({"offset": -1}, "offset", "expected an integer >= 0, got -1"),
+    ({"rate": 0}, "rate", "expected > 0 or null, got 0"),
+    ({"rate": float("nan")}, "rate", "expected a finite number, got nan"),
+    ({"widths": [2, 1]}, "widths[1]", "expected an integer >= 2, got 1"),
+    ({"names": []}, "names", "expected at least 1 item(s), got []"),
+    ({"label": ""}, "label", "expected a non-empty string, got ''"),
+    ({"by_name": {"a": 1.5}}, "by_name.a", "expected <= 1, got 1.5"),
+    ({"even": 3}, "even", "3 is odd; the pairs would not match"),
+    # A type error still names the type, not the range.
+    ({"count": "2"}, "count", "expected an integer, got '2'"),
+])
+def test_a_value_out_of_its_range_names_the_range_and_the_value(data, key, problem):
+    with pytest.raises(ConfigDataError) as info:
+        parse(Ranged, data)
+    assert (info.value.key, info.value.problem) == (key, problem)

@@ -4,17 +4,28 @@ can change a run's outcome must send the next run through TFX."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
+import struct
+import time
+import zlib
 from pathlib import Path
 
 import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from components.data_check import check_tfrecord_file, fingerprint
 from components.metadata import open_store
-from pipeline.app.up_to_date import check, input_fingerprint, save_record, source_fingerprint
+from pipeline.app.up_to_date import (
+    check,
+    digest_cache_path,
+    input_fingerprint,
+    save_record,
+    source_fingerprint,
+)
 from pipeline.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,6 +120,120 @@ def test_a_touched_data_file_is_a_change(setup):
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     v = verdict(cfg)
     assert not v.up_to_date and v.reason == f"data changed since run {RUN}"
+
+
+def _tfrecord_frames(raw: bytes) -> list[bytes]:
+    """Each record of an uncompressed TFRecord stream with its framing (length, CRCs)."""
+    frames, i = [], 0
+    while i < len(raw):
+        (n,) = struct.unpack_from("<Q", raw, i)
+        frames.append(raw[i:i + 16 + n])
+        i += 16 + n
+    return frames
+
+
+def rewrite_keeping_size_and_mtime(path: Path) -> None:
+    """Other examples in the same GZIP TFRecord file, of the same byte size and mtime, as
+    `cp -p`, `rsync -t` or an unpacked archive leave them: the first record becomes a copy of
+    the second, the stream is deflated again and padded to the old size in the gzip header's
+    extra field (FEXTRA, which every reader skips), and the mtime is restored."""
+    st = path.stat()
+    frames = _tfrecord_frames(gzip.decompress(path.read_bytes()))
+    assert len(frames) >= 2 and frames[0] != frames[1]
+    data = b"".join([frames[1], *frames[1:]])
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = deflate.compress(data) + deflate.flush()
+    extra = st.st_size - 10 - 2 - len(body) - 8  # header, XLEN, deflate stream, trailer
+    assert extra >= 4, "the new content does not fit in the old size"
+    header = (b"\x1f\x8b\x08\x04\0\0\0\0\x02\xff" + struct.pack("<H", extra)
+              + b"PD" + struct.pack("<H", extra - 4) + bytes(extra - 4))
+    path.write_bytes(header + body + struct.pack("<II", zlib.crc32(data), len(data)))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_a_rewrite_keeping_size_and_mtime_is_a_change(setup):
+    # ImportExampleGen's own fingerprint (name, size, mtime) does not see it.
+    tmp, cfg, _, _ = setup
+    f = next((tmp / "data" / "span-2" / "Split-train").iterdir())
+    records = check_tfrecord_file(str(f), full_data_crc=True)
+    rewrite_keeping_size_and_mtime(f)
+    assert check_tfrecord_file(str(f), full_data_crc=True) == records  # still valid data
+    v = verdict(cfg)
+    assert not v.up_to_date and v.reason == f"data changed since run {RUN}"
+
+
+def test_the_check_keeps_the_content_digests_beside_the_record(setup):
+    _, cfg, _, _ = setup
+    cache = Path(digest_cache_path(cfg))
+    assert cache.parent == Path(cfg.resolved_pipeline_root)
+    # Files copied a moment ago are not cached yet (a write in the same timestamp tick could
+    # go unseen): hashed again until they are older than RACY_SECONDS.
+    assert not cache.exists()
+
+
+def test_an_unchanged_file_is_hashed_once_and_a_rewrite_again(tmp_path, monkeypatch):
+    # Every file counts as settled (older than the racy window), as data usually is.
+    monkeypatch.setattr(fingerprint, "RACY_SECONDS", -3600.0)
+    shutil.copytree(REPO / "data" / "penguins" / "span-2", tmp_path / "span-2")
+    files = sorted(str(p) for p in (tmp_path / "span-2").rglob("*.gz"))
+    cache = str(tmp_path / "digests.json")
+    first = fingerprint.content_fingerprint(files, str(tmp_path), cache)
+    assert first == fingerprint.content_fingerprint(files, str(tmp_path))  # the same, uncached
+    hashed = []
+    real = fingerprint.file_digest
+    monkeypatch.setattr(fingerprint, "file_digest", lambda p: hashed.append(p) or real(p))
+    assert fingerprint.content_fingerprint(files, str(tmp_path), cache) == first
+    assert hashed == []  # one stat per file
+    time.sleep(0.05)  # past the timestamp tick of the copy (a jiffy: at most 10 ms)
+    rewrite_keeping_size_and_mtime(Path(files[1]))
+    assert fingerprint.content_fingerprint(files, str(tmp_path), cache) != first
+    assert hashed == [files[1]]
+
+
+def test_a_file_changing_while_it_is_hashed_is_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(fingerprint, "RACY_SECONDS", -3600.0)
+    f = tmp_path / "part-0"
+    f.write_bytes(b"a" * 100)
+    real = fingerprint.file_digest
+
+    def digest_then_append(path):
+        digest = real(path)
+        with open(path, "ab") as out:
+            out.write(b"b")
+        return digest
+
+    monkeypatch.setattr(fingerprint, "file_digest", digest_then_append)
+    cache = tmp_path / "digests.json"
+    fingerprint.file_digests([str(f)], str(cache))
+    assert not cache.exists()
+
+
+def test_the_example_import_is_keyed_on_the_data_content(setup):
+    # With --full the run meets TFX's cache, keyed on exec properties: ImportExampleGen's
+    # custom_config carries the digest of the span's content, where the data is local.
+    from components.tf_process import defer_tfx_components_init, prepare_tf_process
+
+    prepare_tf_process()
+    defer_tfx_components_init()
+    from pipeline.build import build_pipeline
+
+    tmp, cfg, overrides, _ = setup
+
+    def custom_config(cfg) -> str | None:
+        nodes = {c.id: c for c in build_pipeline(cfg).components}
+        return nodes["ImportExampleGen"].exec_properties.get("custom_config")
+
+    before = custom_config(cfg)
+    packed = json.loads(before)["custom_config"]
+    assert packed["@type"].endswith("google.protobuf.StringValue")
+    assert packed["value"] == "data-sha256:" + fingerprint.span_fingerprint(
+        str(tmp / "data"), ["span-2/Split-train/*", "span-2/Split-eval/*"])
+    rewrite_keeping_size_and_mtime(next((tmp / "data" / "span-2" / "Split-eval").iterdir()))
+    assert custom_config(cfg) != before
+    elsewhere = {**overrides, "data": {**overrides["data"], "root": "gs://bucket/penguins"}}
+    assert custom_config(load_config("local", None, elsewhere)) is None
 
 
 def test_a_new_span_is_a_change(setup):
