@@ -19,13 +19,14 @@ NODE_CODE = {
     "Trainer": "components.trainer",
     "SignatureValidator": "components.signature",
     "ServingPusher": "components.pusher",
+    "StableBaseline": "components.baseline",
 }
 
 
 # Node ids in run order, as the CLI lists them.
 NODE_ORDER = [
     "ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-    "DataValidationGate", "Trainer", "baseline_resolver", "Evaluator", "SignatureValidator",
+    "DataValidationGate", "Trainer", "StableBaseline", "Evaluator", "SignatureValidator",
     "ServingPusher",
 ]
 
@@ -43,6 +44,26 @@ def trainer_custom_config(cfg: PipelineConfig) -> dict[str, Any]:
         model=cfg.model, trainer=cfg.trainer,
         code_fingerprint=code_fingerprint(NODE_CODE["Trainer"]),
     ).model_dump()
+
+
+def stable_chain_key(base_path: str) -> str:
+    """The baseline node's cache key: the base path's stable chain as this build reads it
+    (`components/baseline`); "" for a remote base path (`gs://...`, compiled for a cluster):
+    the node reads it when it runs, and a runner that compiles once must key it itself (e.g.
+    a runtime parameter), or the orchestrator's cache keeps the first baseline.
+
+    Raises:
+      ConfigError: a label or release record of the base path is malformed (naming the file).
+    """
+    from components.baseline.choice import chain_to_json, stable_chain
+    from components.serving import PushError, ReleaseError
+
+    if "://" in base_path:
+        return ""
+    try:
+        return chain_to_json(stable_chain(os.path.abspath(base_path)))
+    except (ReleaseError, PushError) as e:
+        raise ConfigError(f"pusher.base_path: {e}") from None
 
 
 def build_pipeline(
@@ -73,14 +94,11 @@ def build_pipeline(
     from tfx.components.example_validator.component import ExampleValidator
     from tfx.components.statistics_gen.component import StatisticsGen
     from tfx.components.trainer.component import Trainer
-    from tfx.dsl.components.common.resolver import Resolver
     from tfx.orchestration import pipeline as tfx_pipeline
     from tfx.proto import example_gen_pb2, range_config_pb2, trainer_pb2
-    from tfx.types import Channel
-    from tfx.types.standard_artifacts import Model, ModelBlessing
 
+    from components.baseline.component import StableBaseline
     from components.data_validation.component import DataValidationGate
-    from components.evaluator.baseline import BaselineBeforeCandidateStrategy
     from components.evaluator.eval_config import EvalConfigError, build_eval_config
     from components.pusher.component import ServingPusher
     from components.schema import schema_digest
@@ -175,16 +193,12 @@ def build_pipeline(
     trainer.add_upstream_node(gate)
 
     base_path = os.path.abspath(cfg.pusher.base_path)
-    baseline = Resolver(
-        strategy_class=BaselineBeforeCandidateStrategy,
-        config={"base_path": base_path},
+    baseline = StableBaseline(
         candidate=trainer.outputs["model"],
-        model=Channel(type=Model),
-        # Only the Evaluator's blessings: the signature verdicts are ModelBlessings too.
-        model_blessing=Channel(
-            type=ModelBlessing, producer_component_id="Evaluator", output_key="blessing"
-        ),
-    ).with_id("baseline_resolver")
+        base_path=base_path,
+        stable_chain_json=stable_chain_key(cfg.pusher.base_path),
+        code_fingerprint=code_fingerprint(NODE_CODE["StableBaseline"]),
+    )
 
     try:
         eval_config = build_eval_config(
@@ -199,7 +213,7 @@ def build_pipeline(
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline.outputs["model"],
+        baseline_model=baseline.outputs["baseline"],
         eval_config=eval_config,
         example_splits=["eval"],
     )
@@ -208,7 +222,7 @@ def build_pipeline(
         model=trainer.outputs["model"],
         examples=example_gen.outputs["examples"],
         # Not read: ties the verdict's cache to the stable version it is compared with.
-        baseline_model=baseline.outputs["model"],
+        baseline_model=baseline.outputs["baseline"],
         base_path=base_path,
         contract_json=(
             json.dumps(validation.contract.model_dump(), sort_keys=True)

@@ -8,6 +8,15 @@ import os
 import sys
 from typing import Any
 
+# Where `pipeline retrain` can run: `local` in this process; any other name is a runner module
+# `runners/<name>.py` providing `trigger(cfg, request, *, as_json) -> int`, which starts the
+# run on its orchestrator with `cfg`'s data (the command line's span, data root and channel are
+# also in `request.details`) and the request's reason, user and host, prints how to follow it
+# (one JSON object with `as_json`) and returns the exit code.
+RETRAIN_ON = ("local", "airflow")
+# The commands that run the pipeline in this process, watched from a parent (`_watched_run`).
+RUN_COMMANDS = ("run", "retrain")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -16,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the whole pipeline locally (LocalDagRunner)")
+    run = sub.add_parser(
+        "run", help="run the pipeline locally (LocalDagRunner), whole or from/to a node")
     run.add_argument("--profile", default="local", help="profile in pipeline/profiles (local)")
     run.add_argument("--config", metavar="FILE", help="YAML file merged over the profile")
     run.add_argument("--data-root", metavar="DIR", help="folder of span-N/ TFRecord folders")
@@ -27,6 +37,26 @@ def _parser() -> argparse.ArgumentParser:
         help="go through TFX even when nothing changed since the last successful run "
         "(each component then meets TFX's own cache)",
     )
+    run.add_argument("--from-node", metavar="X",
+                     help="re-run X and what follows on top of the latest run's outputs")
+    run.add_argument("--to-node", metavar="Y", help="stop after Y (and what it needs)")
+    run.add_argument("--only", metavar="X", help="re-run X alone (--from-node X --to-node X)")
+    run.add_argument("--reason", metavar="TEXT",
+                     help="why: recorded with the run in ML Metadata (the run goes through TFX)")
+
+    retrain = sub.add_parser(
+        "retrain", help="train again on a span or a data folder, through TFX; the model is "
+        "pushed only if it passes the thresholds against the stable version")
+    retrain.add_argument("--span", type=int, metavar="N", help="span to train on")
+    retrain.add_argument("--data-root", metavar="DIR", help="folder of span-N/ TFRecord folders")
+    retrain.add_argument("--channel", metavar="C", help="release channel of the pushed version")
+    retrain.add_argument("--reason", metavar="TEXT",
+                         help="why: recorded with the run in ML Metadata")
+    retrain.add_argument("--on", choices=RETRAIN_ON, default="local",
+                         help="where the run happens (local: here, LocalDagRunner)")
+    retrain.add_argument("--json", action="store_true", help="print one JSON object")
+    retrain.add_argument("--profile", default="local", help="profile in pipeline/profiles")
+    retrain.add_argument("--config", metavar="FILE", help="YAML file merged over the profile")
 
     show = sub.add_parser("config", help="print the resolved configuration")
     show.add_argument("--profile", default="local")
@@ -49,6 +79,8 @@ def _load(args: argparse.Namespace):
         overrides.setdefault("data", {})["root"] = args.data_root
     if getattr(args, "span", None) is not None:
         overrides.setdefault("data", {})["span"] = args.span
+    if getattr(args, "channel", None):
+        overrides.setdefault("pusher", {})["channel"] = args.channel
     return load_config(args.profile, args.config, overrides)
 
 
@@ -60,30 +92,115 @@ def _fail(message: str, as_json: bool, code: int = 2) -> int:
     return code
 
 
+def _partial_run(args: argparse.Namespace):
+    """The partial run `args` ask for, or None.
+
+    Raises:
+      ConfigError: an unknown node, or options that contradict each other.
+    """
+    from pipeline.build import NODE_ORDER
+    from pipeline.config import ConfigError
+    from runners.partial import select_nodes
+
+    partial = select_nodes(NODE_ORDER, from_node=args.from_node, to_node=args.to_node,
+                           only=args.only)
+    first = NODE_ORDER[0]  # the node that reads the data
+    if (partial is not None and partial.from_nodes and partial.from_nodes != [first]
+            and (args.span is not None or args.data_root)):
+        raise ConfigError(
+            f"--span and --data-root choose the data {first} reads, but a run from "
+            f"{partial.from_nodes[0]} reuses the latest run's; use --from-node {first}, or "
+            "pipeline retrain")
+    return partial
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from components.metadata.run_requests import RunRequest
     from pipeline.config import ConfigError
 
+    try:
+        partial = _partial_run(args)
+        cfg = _load(args)
+    except ConfigError as e:
+        return _fail(str(e), args.json)
+    request = RunRequest.from_here("run", args.reason, span=args.span, data_root=args.data_root)
+    return _run_and_report(args, cfg, request, partial=partial, full=args.full)
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from components.metadata.run_requests import RunRequest
+    from pipeline.config import ConfigError
+
+    if args.span is None and not args.data_root:
+        return _fail("retrain needs the data to train on: --span N and/or --data-root DIR",
+                     args.json)
     try:
         cfg = _load(args)
     except ConfigError as e:
         return _fail(str(e), args.json)
+    request = RunRequest.from_here("retrain", args.reason, span=args.span,
+                                   data_root=args.data_root, channel=args.channel)
+    if args.on != "local":
+        return _trigger_on(args.on, cfg, request, args.json)
+    # Always through TFX (never the up-to-date shortcut): each node meets TFX's own cache, so
+    # a retrain on data, code and config already trained on reuses that model.
+    return _run_and_report(args, cfg, request, partial=None, full=True)
 
+
+def _trigger_on(name: str, cfg, request, as_json: bool) -> int:
+    """`pipeline retrain --on NAME`: `runners/<name>.py`'s `trigger` (see RETRAIN_ON)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"runners.{name}")
+    except ModuleNotFoundError as e:
+        why = (f"no runners/{name}.py" if e.name == f"runners.{name}"
+               else f"runners/{name}.py needs {e.name}, which is not installed")
+        return _fail(f"--on {name}: not available: {why}", as_json)
+    trigger = getattr(module, "trigger", None)
+    if trigger is None:
+        return _fail(f"--on {name}: not available: runners/{name}.py has no "
+                     "trigger(cfg, request, *, as_json)", as_json)
+    return trigger(cfg, request, as_json=as_json)
+
+
+def _run_and_report(args: argparse.Namespace, cfg, request, *, partial, full: bool) -> int:
+    """Runs the pipeline in this process (LocalDagRunner), showing progress, and prints the
+    summary (or the JSON object); the exit code."""
     from pipeline.app.run import run_pipeline
-    from runners import local  # the only runner today; Airflow and Kubeflow stand beside it
+    from pipeline.build import NODE_ORDER
+    from runners import local  # Airflow and Kubeflow runners stand beside it
 
     shown: set[str] = set()
 
+    def show_reused_before(name: str | None) -> None:
+        """The nodes a partial run reuses, in pipeline order, up to `name` (None: all)."""
+        if partial is None:
+            return
+        for node in NODE_ORDER:
+            if node == name:
+                break
+            if node in partial.reused and node not in shown:
+                shown.add(node)
+                print(f"  {node:<20} {'reused':<10} from run {partial.base_run}")
+
     def show(name: str, event: str, seconds: float, state: str) -> None:
         if event == "running":
+            show_reused_before(name)
             print(f"  {name:<20} running ...", end="", flush=True)
         else:
             shown.add(name)
             print(f"\r  {name:<20} {state:<10} {seconds:6.1f} s", flush=True)
 
     if not args.json:
-        print(f"pipeline {cfg.pipeline_name}: data {cfg.data.root}, profile {args.profile}")
+        what = "retrain " if request.trigger == "retrain" else ""
+        print(f"{what}pipeline {cfg.pipeline_name}: data {cfg.data.root}"
+              f"{'' if cfg.data.span is None else f' span {cfg.data.span}'}, "
+              f"profile {args.profile}")
+        if request.reason:
+            print(f"reason: {request.reason} (asked by {request.user}@{request.host})")
     result = run_pipeline(cfg, local.run, on_progress=None if args.json else show,
-                          full=args.full)
+                          full=full, partial=partial, request=request)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return result.exit_code
@@ -104,11 +221,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
               "config, code, metadata, serving)\n"
               f"  all {len(result.components)} components reused without starting TFX "
               "(--full goes through TFX's cache)\n")
+    elif result.partial:
+        p = result.partial
+        on_top = f" on top of run {p['base_run']}" if p.get("base_run") else ""
+        print(f"\npartial run{on_top}: ran {', '.join(p['ran'])}"
+              f"{'; reused ' + str(len(p['reused'])) if p['reused'] else ''}"
+              f"{'; not run ' + ', '.join(p['skipped']) if p['skipped'] else ''}")
     else:
         print(f"\n{cached} of {len(result.components)} components cached")
+    trainer = next((c for c in result.components if c.name == "Trainer"), None)
+    if request.trigger == "retrain" and trainer is not None and trainer.status == "cached":
+        print("Trainer cached: this data was already trained on with the same code and "
+              "config (TFX's cache); no new model was trained")
     if result.metrics:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items()))
         print(f"metrics (eval split, span {result.span}): {metrics}")
+    if result.baseline:  # what the candidate was compared with (pipeline.app.report)
+        print(result.baseline["line"])
     if result.pushed:
         state = "pushed" if result.pushed.get("new") else "already serving"
         tag = f" ({result.pushed['tag']})" if result.pushed.get("tag") else ""
@@ -118,6 +247,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("not pushed, because:")
         for line in result.validation_failures:
             print(f"  - {line}")
+    if request.reason:
+        print(f"reason: {request.reason} (asked by {request.user}@{request.host}, recorded "
+              "in ML Metadata with the run)")
     print(f"metadata: {result.metadata_uri}\nrun: {result.run_id}  log: {result.log_file}")
     return result.exit_code
 
@@ -137,10 +269,10 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The `pipeline` command on `argv` (None: the process's arguments, and then `pipeline run`
-    is watched from a parent process, see `_watched_run`)."""
+    and `pipeline retrain` are watched from a parent process, see `_watched_run`)."""
     if argv is None:
         argv = sys.argv[1:]
-        if argv[:1] == ["run"] and hasattr(os, "fork"):
+        if argv[:1] and argv[0] in RUN_COMMANDS and hasattr(os, "fork"):
             return _watched_run(argv)
     return _main(argv)
 
@@ -150,8 +282,8 @@ def _main(argv: list[str]) -> int:
     from pipeline.compile_tfjob import run_compile
     from pipeline.release_cli import run_release
 
-    handlers = {"run": _cmd_run, "config": _cmd_config, "release": run_release,
-                "compile": run_compile}
+    handlers = {"run": _cmd_run, "retrain": _cmd_retrain, "config": _cmd_config,
+                "release": run_release, "compile": run_compile}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -181,9 +313,9 @@ def _internal_error(exc: Exception, as_json: bool) -> int:
 
 
 def _watched_run(argv: list[str]) -> int:
-    """`pipeline run` in a child process, watched by this one. A native crash (SIGABRT or
-    SIGSEGV in TensorFlow, Beam or protobuf, or the OOM killer's SIGKILL) ends a process
-    without a Python exception; the parent, which imports nothing heavy, then writes the
+    """`pipeline run` (or `retrain`) in a child process, watched by this one. A native crash
+    (SIGABRT or SIGSEGV in TensorFlow, Beam or protobuf, or the OOM killer's SIGKILL) ends a
+    process without a Python exception; the parent, which imports nothing heavy, writes the
     `error:` line (with `--json`, the JSON object) the run could not."""
     sys.stdout.flush()
     sys.stderr.flush()

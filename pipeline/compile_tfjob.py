@@ -173,10 +173,17 @@ def add_compile_parser(subparsers: Any) -> argparse.ArgumentParser:
     tfjob.add_argument("--cpu", default="2", help="CPU request and limit per worker (2)")
     tfjob.add_argument("--memory", default="4Gi", help="memory request and limit per worker")
     tfjob.add_argument("--output", metavar="FILE", help="write the YAML here instead of stdout")
+    from pipeline.compile_airflow import add_airflow_parser  # argparse only: cheap
+
+    add_airflow_parser(targets)
     return compile_
 
 
 def run_compile(args: argparse.Namespace) -> int:
+    if args.compile_target == "airflow":
+        from pipeline.compile_airflow import run_compile_airflow
+
+        return run_compile_airflow(args)
     import yaml
 
     from pipeline.config import ConfigError, load_config

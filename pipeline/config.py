@@ -20,7 +20,9 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 import warnings
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -189,6 +191,32 @@ class BeamConfig(ConfigModel):
     extra_args: list[NonEmptyStr] = Field(default_factory=list)
 
 
+def _dag_id(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", value):
+        raise ValueError("use at most 200 letters, digits, '.', '-' or '_'")
+    return value
+
+
+def _iso_date(value: str) -> str:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected a date as YYYY-MM-DD") from None
+    return value
+
+
+class AirflowConfig(ConfigModel):
+    # The DAG's id (null: the pipeline's name).
+    dag_id: Annotated[str | None, AfterValidator(_dag_id)] = None
+    # A cron expression or preset ("0 3 * * *", "@daily"); null: runs only when triggered.
+    schedule: str | None = Field(default=None, min_length=1)
+    # The date (UTC) the schedule counts from; with catchup off, past dates get no run.
+    start_date: Annotated[str, AfterValidator(_iso_date)] = "2024-01-01"
+    # Retries of a failed node (its task) and the wait before each.
+    retries: int = Field(default=2, ge=0, le=10)
+    retry_delay_seconds: int = Field(default=300, ge=0, le=86400)
+
+
 class PipelineConfig(ConfigModel):
     pipeline_name: str = Field(default="tfx-pipeline", min_length=1)
     # pipeline_root/ and metadata.sqlite live here unless set explicitly.
@@ -203,6 +231,7 @@ class PipelineConfig(ConfigModel):
     pusher: PusherConfig = Field(default_factory=PusherConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
+    airflow: AirflowConfig = Field(default_factory=AirflowConfig)
     # Where the configuration came from, for messages; not a YAML key.
     _sources: list[str] = PrivateAttr(default_factory=list)
 

@@ -3,18 +3,25 @@
 
 Everything around a run (preflight, the up-to-date check, progress, the report, the run
 record) is `pipeline.app.run.run_pipeline`'s; this module only turns the built pipeline into a
-LocalDagRunner run named `run_id`.
+LocalDagRunner run named `run_id`, whole or partial (`runners.partial`).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipeline.config import PipelineConfig
 
+if TYPE_CHECKING:
+    from runners.partial import PartialRun
 
-def run(cfg: PipelineConfig, run_id: str) -> None:
-    """Builds the pipeline for `cfg` and runs it in this process as run `run_id`.
+
+def run(cfg: PipelineConfig, run_id: str, *, partial: PartialRun | None = None) -> None:
+    """Builds the pipeline for `cfg` and runs it in this process as run `run_id`; with
+    `partial`, only its nodes, on top of the latest run's outputs (`runners.partial`).
 
     Raises:
+      ConfigError: a partial run with nothing to run or nothing to reuse.
       Exception: what the failed component raised (LocalDagRunner stops at the first).
     """
     from components.tf_process import defer_tfx_components_init
@@ -37,4 +44,18 @@ def run(cfg: PipelineConfig, run_id: str) -> None:
     runtime_parameter_utils.substitute_runtime_parameter(
         ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
     )
-    LocalDagRunner().run_with_ir(ir)
+    if partial is not None:
+        _mark_partial_run(cfg, run_id, ir, partial)
+    LocalDagRunner().run_with_ir(ir)  # runs a marked IR's selection, snapshot included
+
+
+def _mark_partial_run(cfg: PipelineConfig, run_id: str, ir, partial: PartialRun) -> None:
+    import os
+
+    from components.metadata import open_store
+    from runners.partial import check_reusable, mark_pipeline, required_nodes
+
+    mark_pipeline(ir, partial)
+    path = cfg.resolved_metadata_path
+    store = open_store(path) if os.path.exists(path) else None
+    check_reusable(store, cfg.pipeline_name, run_id, partial, required_nodes(ir), path)

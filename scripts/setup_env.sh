@@ -4,9 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The dependency groups: dev and airflow (pyproject's default-groups); SETUP_WITHOUT_AIRFLOW=1
+# leaves Airflow out (`pipeline run` and the tests that do not need it work without it).
+groups=(); want="default groups"
+if [ "${SETUP_WITHOUT_AIRFLOW:-}" = 1 ]; then
+  groups=(--no-group airflow); want="without airflow"
+fi
+
 stamp=.venv/.synced-from-lock
 if [ -f "$stamp" ] && [ "$stamp" -nt uv.lock ] && [ "$stamp" -nt pyproject.toml ] \
-   && [ -x .venv/bin/python ]; then
+   && [ -x .venv/bin/python ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
@@ -38,5 +45,5 @@ if [ -z "$py" ]; then
 fi
 
 echo "setup: creating .venv from uv.lock with $py" >&2
-UV_PYTHON_DOWNLOADS=never uv sync --frozen --python "$py"
-touch "$stamp"
+UV_PYTHON_DOWNLOADS=never uv sync --frozen --python "$py" "${groups[@]}"
+echo "$want" > "$stamp"

@@ -7,6 +7,7 @@
   watermark of the whole store, its marks and what was created or updated since them.
 - ``release_operations``: ``record_operation``, one ``ReleaseOperation`` execution per release
   command.
+- ``run_requests``: ``record_run_request`` (who asked for a run, and why) and its queries.
 
 Imports only ``ml_metadata`` (no TensorFlow), and that lazily.
 """
@@ -30,6 +31,13 @@ from components.metadata.release_operations import (
     RecordedOperation,
     record_operation,
 )
+from components.metadata.run_requests import (
+    RunRequest,
+    get_run_request,
+    latest_run_id,
+    link_run_request,
+    record_run_request,
+)
 from components.metadata.store import (
     MetadataError,
     MySQLSettings,
@@ -46,6 +54,7 @@ __all__ = [
     "MySQLSettings",
     "OperationRecord",
     "RecordedOperation",
+    "RunRequest",
     "SSLSettings",
     "changed_since",
     "connection_config",
@@ -57,10 +66,14 @@ __all__ = [
     "get_output_artifacts",
     "get_pushed_models",
     "get_release_operations",
+    "get_run_request",
     "get_run_executions",
+    "latest_run_id",
+    "link_run_request",
     "metadata_marks",
     "metadata_watermark",
     "open_store",
     "pipeline_connection_config",
     "record_operation",
+    "record_run_request",
 ]

@@ -2,7 +2,11 @@
 
 How TFX's LocalDagRunner lays a run out, which these queries rely on:
 - contexts of type ``pipeline`` (the pipeline's name), ``pipeline_run`` (the run id) and
-  ``node`` (``<pipeline>.<node id>``); each execution is associated with its run and node;
+  ``node`` (``<pipeline>.<node id>``); each execution is associated with its run and node
+  (the project's Airflow DAG runs each node the same way). TFX's older launchers (its own
+  ``AirflowDagRunner``, ``BeamDagRunner``) use ``run`` (``<pipeline>.<run id>``) and
+  ``component_run`` (``<pipeline>.<run id>.<node id>``) instead: ``get_run_executions`` reads
+  both;
 - events link executions to artifacts, INPUT or OUTPUT, the first path step being the key of
   the component's input or output (``model``, ``pushed_model``, ...);
 - the pusher's ``PushedModel`` carries custom properties ``pushed_version`` and
@@ -50,6 +54,9 @@ EXECUTION_STATES = {
 }
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
+# TFX's older layout (tfx.orchestration.metadata): run and node-in-run contexts.
+LEGACY_RUN_CONTEXT = "run"
+LEGACY_COMPONENT_RUN_CONTEXT = "component_run"
 PUSHED_MODEL_TYPE = "PushedModel"
 # The pusher's input key for the model it pushes.
 PUSHER_MODEL_INPUT = "model"
@@ -83,7 +90,7 @@ def get_run_executions(store: MetadataStore, pipeline_name: str, run_id: str
     newest, should a node have several); {} for an unknown run."""
     run = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
     if run is None:
-        return {}
+        return _legacy_run_executions(store, pipeline_name, run_id)
     in_run = {e.id for e in store.get_executions_by_context(run.id)}
     prefix = f"{pipeline_name}."
     out: dict[str, Execution] = {}
@@ -93,6 +100,22 @@ def get_run_executions(store: MetadataStore, pipeline_name: str, run_id: str
         for execution in sorted(store.get_executions_by_context(node.id), key=lambda e: e.id):
             if execution.id in in_run:
                 out[node.name[len(prefix):]] = execution
+    return out
+
+
+def _legacy_run_executions(store: MetadataStore, pipeline_name: str, run_id: str
+                           ) -> dict[str, Execution]:
+    """`get_run_executions` for a run laid out by TFX's older launchers: the executions of each
+    ``component_run`` context ``<pipeline>.<run id>.<node id>``."""
+    prefix = f"{pipeline_name}.{run_id}."
+    if store.get_context_by_type_and_name(LEGACY_RUN_CONTEXT, prefix[:-1]) is None:
+        return {}
+    out: dict[str, Execution] = {}
+    for context in store.get_contexts_by_type(LEGACY_COMPONENT_RUN_CONTEXT):
+        if context.name.startswith(prefix):
+            executions = store.get_executions_by_context(context.id)
+            if executions:
+                out[context.name[len(prefix):]] = max(executions, key=lambda e: e.id)
     return out
 
 

@@ -13,7 +13,7 @@ from components.metadata import (
     get_run_executions,
     open_store,
 )
-from pipeline.app.run_result import ComponentRun
+from pipeline.app.run_result import ComponentRun, RunResult
 from pipeline.config import PipelineConfig
 
 
@@ -101,6 +101,9 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
                     "new": not custom_property(a, "reused_existing_version")
                     and execution_state(pusher) != "cached",
                 }
+    if "StableBaseline" in executions:
+        result.baseline = baseline_of(store, executions["StableBaseline"].id)
+        logging.getLogger(__name__).info(baseline_line(result.baseline))
     if "Evaluator" in executions:
         for a in get_output_artifacts(store, executions["Evaluator"].id):
             if a.type == "ModelBlessing" or custom_property(a, "blessed") is not None:
@@ -129,3 +132,75 @@ def signature_failures(store, execution_id: int) -> list[str]:
             reasons = json.loads(custom_property(a, "reasons") or "[]") or ["no reason recorded"]
             lines += [f"signature: {r}" for r in reasons]
     return lines
+
+
+def baseline_of(store, execution_id: int) -> dict | None:
+    """What the baseline node chose (`components/baseline`), for `RunResult.baseline`."""
+    for a in get_output_artifacts(store, execution_id):
+        if custom_property(a, "baseline_kind") is None:
+            continue
+        model_id = custom_property(a, "released_model_id")
+        return {
+            "kind": custom_property(a, "baseline_kind"),  # stable | previous_stable | none
+            "version": custom_property(a, "baseline_version") or None,
+            "tag": custom_property(a, "baseline_tag") or None,
+            "model_id": model_id if model_id is not None and model_id >= 0 else None,
+            "artifact_id": a.id,
+            "line": baseline_line_of(a),
+        }
+    return None
+
+
+def baseline_line_of(artifact) -> str:
+    line = f"baseline: {custom_property(artifact, 'baseline_reason')}"
+    if custom_property(artifact, "baseline_kind") == "none":
+        line += "; the candidate is its own baseline: the value thresholds decide"
+    return line
+
+
+def baseline_line(baseline: dict | None) -> str:
+    """The run summary's line about the baseline."""
+    return baseline["line"] if baseline else "baseline: not chosen (the run stopped before)"
+
+
+def run_result_from_metadata(cfg: PipelineConfig, run_id: str) -> RunResult:
+    """The RunResult of run `run_id` as ML Metadata holds it, whoever ran it: an Airflow DAG
+    run is read by its Airflow run id. Status: "succeeded" when every node succeeded or was
+    cached, "running" while a node runs, "failed" otherwise (`error` names the first node that
+    failed or did not run); `span` is the span the examples were read from."""
+    result = RunResult(run_id=run_id, status="failed",
+                       metadata_uri=cfg.resolved_metadata_path,
+                       pipeline_root=cfg.resolved_pipeline_root)
+    collect_report(cfg, result, _execution_seconds(cfg, run_id))
+    states = {c.name: c.status for c in result.components}
+    if all(s in ("succeeded", "cached") for s in states.values()):
+        result.status = "succeeded"
+    elif "running" in states.values():
+        result.status = "running"
+    else:
+        name, state = next((n, s) for n, s in states.items() if s not in ("succeeded", "cached"))
+        result.error = f"{name}: {state}"
+        result.error_kind = "run"
+    result.span = _examples_span(cfg, run_id)
+    return result
+
+
+def _execution_seconds(cfg: PipelineConfig, run_id: str) -> dict[str, float]:
+    """Node -> seconds from its execution's creation to its last update (MLMD's clock)."""
+    if not os.path.exists(cfg.resolved_metadata_path):
+        return {}
+    store = open_store(cfg.resolved_metadata_path)
+    return {name: max(0, e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
+            for name, e in get_run_executions(store, cfg.pipeline_name, run_id).items()}
+
+
+def _examples_span(cfg: PipelineConfig, run_id: str) -> int | None:
+    if not os.path.exists(cfg.resolved_metadata_path):
+        return None
+    store = open_store(cfg.resolved_metadata_path)
+    gen = get_run_executions(store, cfg.pipeline_name, run_id).get("ImportExampleGen")
+    for a in get_output_artifacts(store, gen.id, "examples") if gen is not None else []:
+        span = custom_property(a, "span")  # TFX keeps it there, not in the type's properties
+        if span is not None:
+            return int(span)
+    return None

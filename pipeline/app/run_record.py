@@ -64,6 +64,7 @@ def reuse_last_run(cfg: PipelineConfig, result: RunResult, inputs: dict[str, str
     result.metrics = dict(last.get("metrics") or {})
     result.validation_failures = list(last.get("validation_failures") or [])
     result.span = last.get("span")
+    result.baseline = last.get("baseline")
     return True
 
 

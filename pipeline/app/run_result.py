@@ -40,6 +40,14 @@ class RunResult:
     # Set when nothing changed since that run (see pipeline/app/up_to_date.py): its outputs are
     # reused as they are and TFX is not started.
     up_to_date_with: str | None = None
+    # A partial run: the nodes asked for, those that ran, those reused from `base_run` and
+    # those not run (runners.partial.PartialRun.to_json()); None for a whole run.
+    partial: dict[str, Any] | None = None
+    # Who asked for the run and why (components.metadata.RunRequest.to_json()), as recorded
+    # in ML Metadata; None when the run was not asked for from the CLI.
+    request: dict[str, Any] | None = None
+    # What the Evaluator compared the candidate with (pipeline.app.report.baseline_of).
+    baseline: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -69,4 +77,7 @@ class RunResult:
             "error_kind": self.error_kind,
             "exit_code": self.exit_code,
             "up_to_date_with": self.up_to_date_with,
+            "partial": self.partial,
+            "request": self.request,
+            "baseline": self.baseline,
         }

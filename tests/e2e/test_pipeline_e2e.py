@@ -40,13 +40,13 @@ def runs(tmp_path_factory):
     nodes = pipeline_nodes(overlay)
     # Every node of the definition is reported, and nothing else.
     assert sorted(c["name"] for c in first["components"]) == sorted(n.id for n in nodes)
-    # A resolver is not an execution: it is never reported as cached.
-    NODES[:] = [n.id for n in nodes if type(n).__name__ != "Resolver"]
-    assert "Trainer" in NODES and "ServingPusher" in NODES
+    # Every node is an execution (no resolver: the baseline is a node like the others).
+    NODES[:] = [n.id for n in nodes]
+    assert "Trainer" in NODES and "StableBaseline" in NODES and "ServingPusher" in NODES
     return tmp, first, second, third
 
 
-# The executed nodes (all but resolvers), filled from the pipeline definition by `runs`.
+# The executed nodes, filled from the pipeline definition by `runs`.
 NODES: list[str] = []
 
 
@@ -73,6 +73,9 @@ def test_first_run_succeeds_and_pushes_version_1(runs):
     assert first["metrics"]["example_count"] == 65  # span 2's eval split
     assert first["span"] == 2
     assert first["metadata"]["uri"] == str(tmp / "var" / "metadata.sqlite")
+    # Nothing is stable yet: the candidate is its own baseline, and the run says so.
+    assert first["baseline"]["kind"] == "none" and first["baseline"]["version"] is None
+    assert first["baseline"]["line"].startswith("baseline: none (first release")
 
 
 def test_pushed_version_loads_in_a_fresh_process_and_predicts(runs):
@@ -145,6 +148,7 @@ def test_second_run_is_up_to_date_reuses_everything_and_pushes_nothing(runs):
     for name in NODES:
         assert by_name[name]["cached"] is True, by_name[name]
     assert second["metrics"] == first["metrics"]
+    assert second["baseline"] == first["baseline"]
     _pushed_nothing(tmp, first, second)
     # TFX was not started: no execution was written, and the log says why.
     assert second["executions_written"] == 0
@@ -164,6 +168,7 @@ def test_full_run_is_fully_cached_by_tfx_and_pushes_nothing(runs):
     execs = get_run_executions(open_store(third["metadata"]["uri"]), "penguin", third["run_id"])
     assert {name: execution_state(execs[name]) for name in NODES} == {
         name: "cached" for name in NODES}
+    assert third["baseline"] == first["baseline"]  # the same artifact, from the cache
     _pushed_nothing(tmp, first, third)
 
 

@@ -89,15 +89,23 @@ def test_breaking_change_is_blocked_and_the_reasons_are_shown(runs):
 def test_evaluator_baseline_is_the_stable_model(runs):
     from ml_metadata.proto import metadata_store_pb2
 
+    from components.metadata import custom_property
+
     _, first, blocked, _ = runs
     store, first_execs = _store_and_execs(first)
     out, inp = metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INPUT
-    stable_model = _artifact_ids(store, first_execs["Trainer"], out, "model")
+    [stable_model] = _artifact_ids(store, first_execs["Trainer"], out, "model")
     _, execs = _store_and_execs(blocked)
-    assert _artifact_ids(store, execs["Evaluator"], inp, "baseline_model") == stable_model
+    # The baseline node's Model: the files of stable version 1, and the Model released as it.
+    [baseline_id] = _artifact_ids(store, execs["Evaluator"], inp, "baseline_model")
+    [baseline] = store.get_artifacts_by_id([baseline_id])
+    assert custom_property(baseline, "baseline_kind") == "stable"
+    assert custom_property(baseline, "baseline_version") == 1
+    assert custom_property(baseline, "released_model_id") == stable_model
+    assert blocked["baseline"]["version"] == 1 and blocked["baseline"]["model_id"] == stable_model
     # The validator's cache is tied to the same baseline.
-    assert _artifact_ids(store, execs["SignatureValidator"], inp, "baseline_model") == (
-        stable_model)
+    assert _artifact_ids(store, execs["SignatureValidator"], inp, "baseline_model") == {
+        baseline_id}
 
 
 def test_allowed_breaking_change_is_released_with_its_reason(runs):

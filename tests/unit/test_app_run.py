@@ -241,7 +241,8 @@ def test_cli_json_and_exit_code_of_a_failed_run(overlay, monkeypatch, capsys):
     assert result["error"] == "ImportExampleGen: RuntimeError: disk full"
     assert set(result) == {"run_id", "status", "components", "pushed", "blessed", "metrics",
                            "validation_failures", "metadata", "pipeline_root", "log_file",
-                           "span", "error", "error_kind", "exit_code", "up_to_date_with"}
+                           "span", "error", "error_kind", "exit_code", "up_to_date_with",
+                           "partial", "request", "baseline"}
     assert (result["error_kind"], result["exit_code"]) == ("run", 1)
     code, out, err = cli(monkeypatch, capsys, runner, "--config", str(overlay))
     assert code == 1
