@@ -42,18 +42,14 @@ def run_compile_airflow(args: argparse.Namespace) -> int:
         return 2
     output = args.output or os.path.join("dags", f"{spec['dag_id'].replace('.', '_')}.py")
     text = render_dag_file(spec, cfg.sources)
-    tmp = f"{output}.tmp{os.getpid()}"
+    from components.serving.files import write_atomically
+
     try:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, output)  # Airflow never parses half a file
+        # Airflow never parses half a file (nor the temporary: its name does not end in .py).
+        write_atomically(os.path.abspath(output), text.encode())
     except OSError as e:
         print(f"error: {output}: cannot write: {e.strerror}", file=sys.stderr)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return 1
     schedule = spec["schedule"] or "none (triggered runs only)"
     print(f"wrote {output}: DAG {spec['dag_id']}, {len(spec['nodes'])} tasks, schedule "

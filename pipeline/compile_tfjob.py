@@ -201,17 +201,12 @@ def run_compile(args: argparse.Namespace) -> int:
     if not args.output:
         print(text, end="")
         return 0
-    tmp = f"{args.output}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, args.output)  # a reader never sees half a manifest
+    from components.serving.files import write_atomically
+
+    try:  # a reader never sees half a manifest
+        write_atomically(os.path.abspath(args.output), text.encode())
     except OSError as e:
         print(f"error: {args.output}: cannot write: {e.strerror}", file=sys.stderr)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return 1
     print(f"wrote {args.output}: TFJob {manifest['metadata']['name']}, {workers} worker(s)",
           file=sys.stderr)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 
 import pytest
 
@@ -26,16 +25,7 @@ from components.serving import (
     release_version,
     rollback,
 )
-
-
-def make_model(parent, name: str, seed: int) -> str:
-    """A fake SavedModel: random bytes where TF would write a graph and variables."""
-    rng = random.Random(seed)
-    model = parent / name
-    (model / "variables").mkdir(parents=True)
-    (model / "saved_model.pb").write_bytes(rng.randbytes(2048))
-    (model / "variables" / "variables.index").write_bytes(rng.randbytes(64))
-    return str(model)
+from tests.unit.test_release import make_model  # the same fake SavedModels
 
 
 class Base:
