@@ -3,16 +3,22 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup setup-mariadb run test test-fast lint bench clean
 
 setup:
 	@scripts/setup_env.sh
+	@scripts/setup_graphviz.sh
 
 run: setup
 	$(BIN)/pipeline run
 
-test: setup
-	$(BIN)/python -m pytest
+# The MariaDB server the ML Metadata tests use (installed and started if missing; idempotent).
+setup-mariadb:
+	@scripts/setup_mariadb.sh
+
+# Two passes (scripts/run_tests.sh): pipelines two at a time, then the fast and serial tests.
+test: setup setup-mariadb
+	scripts/run_tests.sh
 
 # Unit tests only: no pipeline runs, no training, no killed processes (under 2 minutes).
 test-fast: setup
@@ -27,4 +33,5 @@ bench: setup
 	$(BIN)/python bench/e2e.py
 
 clean:
+	@scripts/setup_mariadb.sh stop
 	rm -rf var

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,37 @@ NODE_ORDER = [
     "DataValidationGate", "Trainer", "StableBaseline", "Evaluator", "SignatureValidator",
     "ServingPusher",
 ]
+
+
+# What a runner compiling for a cluster may turn into runtime parameters, and where each goes:
+# ImportExampleGen's input_base and range_config (a RangeConfig as JSON, "" for the latest
+# span), the Trainer's train_args (a TrainArgs as JSON), the pusher's channel, and why and by
+# whom the run was asked for (recorded in the release record's notes).
+RUNTIME_INPUTS = ("data_root", "range_config", "train_args", "channel", "reason", "requested_by")
+
+
+@dataclass(frozen=True)
+class ClusterInputs:
+    """What a build for a cluster puts in place of this machine's values (`runners.kubeflow`).
+
+    Attributes:
+      schema_file: the curated schema as the steps open it (in the image); the build still
+        reads the local copy named by `data.schema` (features, digest).
+      parameters: `RUNTIME_INPUTS` names -> TFX RuntimeParameters, in place of the constants.
+    """
+
+    schema_file: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.parameters) - set(RUNTIME_INPUTS))
+        if unknown:
+            raise ValueError(f"unknown runtime inputs {unknown}; known: {list(RUNTIME_INPUTS)}")
+
+
+def resolve_path(path: str) -> str:
+    """`path` from the working directory, or as it is when it is a URI (`gs://...`)."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 def span_input_patterns(cfg: PipelineConfig, span: int) -> list[str]:
@@ -71,6 +104,7 @@ def build_pipeline(
     *,
     metadata_connection_config=None,
     beam_pipeline_args: list[str] | None = None,
+    cluster: ClusterInputs | None = None,
 ):
     """The TFX pipeline for `cfg`.
 
@@ -82,6 +116,8 @@ def build_pipeline(
       cfg: a validated PipelineConfig.
       metadata_connection_config: MLMD connection (None: the orchestrator's default).
       beam_pipeline_args: Beam flags for the Beam-based components.
+      cluster: for a build compiled to run elsewhere (Kubeflow): the schema's path there and
+        the runtime parameters; ImportExampleGen then resolves its span in its executor.
 
     Raises:
       ConfigError: the configured schema cannot be used for the configured model.
@@ -135,16 +171,25 @@ def build_pipeline(
                 start_span_number=cfg.data.span, end_span_number=cfg.data.span
             )
         )
+    runtime = dict(cluster.parameters) if cluster else {}
     example_gen = ImportExampleGen(
-        input_base=os.path.abspath(cfg.data.root),
+        input_base=runtime.get("data_root", resolve_path(cfg.data.root)),
         input_config=input_config,
         output_config=output_config,
-        range_config=range_config,
+        range_config=runtime.get("range_config", range_config),
     )
+    if cluster is not None:
+        # TFX resolves `{SPAN}` in a driver that only Vertex runs (a lifecycle hook that
+        # open-source KFP ignores): this executor resolves it when no driver did.
+        from tfx.dsl.components.base.executor_spec import BeamExecutorSpec
+
+        from components.example_gen.executor import SpanResolvingExecutor
+
+        example_gen.executor_spec = BeamExecutorSpec(SpanResolvingExecutor)
     # TFX caches it on the files' size and mtime: a rewrite keeping both came back cached. A
     # digest of their content in `custom_config` (which its executor ignores) is part of the
     # cache key. Only where the data is a local directory (others compile where it is not).
-    if os.path.isdir(cfg.data.root):
+    if cluster is None and os.path.isdir(cfg.data.root):
         from google.protobuf import any_pb2, wrappers_pb2
         from tfx.utils import proto_utils
 
@@ -168,7 +213,7 @@ def build_pipeline(
     with open(schema_path, "rb") as f:
         schema_sha256 = schema_digest(f.read())
     schema_gen = CuratedSchemaImporter(
-        schema_file=schema_path, schema_sha256=schema_sha256,
+        schema_file=cluster.schema_file if cluster else schema_path, schema_sha256=schema_sha256,
         code_fingerprint=code_fingerprint(NODE_CODE["ImportSchemaGen"]),
     ).with_id("ImportSchemaGen")
     example_validator = ExampleValidator(
@@ -185,18 +230,23 @@ def build_pipeline(
         run_fn="components.trainer.run_fn.run_fn",
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        train_args=trainer_pb2.TrainArgs(splits=["train"], num_steps=cfg.trainer.train_steps),
+        train_args=runtime.get("train_args", trainer_pb2.TrainArgs(
+            splits=["train"], num_steps=cfg.trainer.train_steps)),
         eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=cfg.trainer.eval_steps),
         custom_config=trainer_custom_config(cfg),
     )
     # Anomalies stop the run before any training.
     trainer.add_upstream_node(gate)
 
-    base_path = os.path.abspath(cfg.pusher.base_path)
+    base_path = resolve_path(cfg.pusher.base_path)
     baseline = StableBaseline(
         candidate=trainer.outputs["model"],
         base_path=base_path,
-        stable_chain_json=stable_chain_key(cfg.pusher.base_path),
+        # Compiled for a cluster, the base path is read when the node runs (this machine cannot
+        # see it), and the runner keeps the node out of the orchestrator's cache.
+        stable_chain_json="" if cluster else stable_chain_key(cfg.pusher.base_path),
+        # There, a volume that is not mounted would read as "nothing released yet": refused.
+        mounted_volume=1 if cluster else 0,
         code_fingerprint=code_fingerprint(NODE_CODE["StableBaseline"]),
     )
 
@@ -245,12 +295,15 @@ def build_pipeline(
         examples=example_gen.outputs["examples"],
         base_path=base_path,
         model_name=cfg.pusher.resolved_model_name(cfg.pipeline_name),
-        channel=cfg.pusher.channel,
+        channel=runtime.get("channel", cfg.pusher.channel),
         batching_json=(
             json.dumps(cfg.pusher.batching, sort_keys=True) if cfg.pusher.batching else ""
         ),
         serving_json=cfg.pusher.serving.to_json(),
         code_fingerprint=code_fingerprint(NODE_CODE["ServingPusher"]),
+        # Set only where a runtime parameter carries them: a local run records them in ML
+        # Metadata instead (RunRequest), and leaves the pusher's cache key as it was.
+        **{k: runtime[k] for k in ("reason", "requested_by") if k in runtime},
     )
 
     components = [
@@ -259,7 +312,8 @@ def build_pipeline(
     ]
     return tfx_pipeline.Pipeline(
         pipeline_name=cfg.pipeline_name,
-        pipeline_root=cfg.resolved_pipeline_root,
+        pipeline_root=(resolve_path(cfg.pipeline_root) if cfg.pipeline_root
+                       else cfg.resolved_pipeline_root),
         components=components,
         enable_cache=cfg.enable_cache,
         metadata_connection_config=metadata_connection_config,
@@ -268,10 +322,6 @@ def build_pipeline(
 
 
 def beam_args(cfg: PipelineConfig) -> list[str]:
-    """Beam DirectRunner flags from the profile."""
-    return [
-        "--runner=DirectRunner",
-        f"--direct_running_mode={cfg.beam.direct_running_mode}",
-        f"--direct_num_workers={cfg.beam.direct_num_workers}",
-        *cfg.beam.extra_args,
-    ]
+    """The Beam flags of the profile's runner (`beam.runner`: DirectRunner unless a profile
+    points the Beam-based steps at Flink, Spark or Dataflow), then `beam.extra_args`."""
+    return [*cfg.beam.runner_args(), *cfg.beam.extra_args]

@@ -13,7 +13,12 @@ from typing import Any
 # run on its orchestrator with `cfg`'s data (the command line's span, data root and channel are
 # also in `request.details`) and the request's reason, user and host, prints how to follow it
 # (one JSON object with `as_json`) and returns the exit code.
-RETRAIN_ON = ("local", "airflow")
+RETRAIN_ON = ("local", "airflow", "kubeflow")
+# The runner module of a name whose module is not `runners/<name>.py` (runners/kubeflow.py
+# compiles; runners/kubeflow_client.py talks to the KFP API).
+TRIGGER_MODULES = {"kubeflow": "kubeflow_client"}
+# The profile `retrain --on NAME` loads when --profile is not given (default: local).
+RETRAIN_PROFILES = {"kubeflow": "kubeflow"}
 # The commands that run the pipeline in this process, watched from a parent (`_watched_run`).
 RUN_COMMANDS = ("run", "retrain")
 
@@ -55,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     retrain.add_argument("--on", choices=RETRAIN_ON, default="local",
                          help="where the run happens (local: here, LocalDagRunner)")
     retrain.add_argument("--json", action="store_true", help="print one JSON object")
-    retrain.add_argument("--profile", default="local", help="profile in pipeline/profiles")
+    retrain.add_argument("--profile", help="profile in pipeline/profiles (local; "
+                         "kubeflow with --on kubeflow)")
     retrain.add_argument("--config", metavar="FILE", help="YAML file merged over the profile")
 
     show = sub.add_parser("config", help="print the resolved configuration")
@@ -68,10 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     from pipeline.compile_tfjob import add_compile_parser  # argparse only: cheap
 
     add_compile_parser(sub)
+    from pipeline.kubeflow_cli import add_runs_parser, add_schedule_parser  # argparse only
+
+    add_schedule_parser(sub)
+    add_runs_parser(sub)
+    from pipeline.lineage_cli import add_lineage_parser  # argparse only
+
+    add_lineage_parser(sub)
     return p
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, *, check_schema: bool = True):
     from pipeline.config import load_config
 
     overrides: dict[str, Any] = {}
@@ -81,7 +94,7 @@ def _load(args: argparse.Namespace):
         overrides.setdefault("data", {})["span"] = args.span
     if getattr(args, "channel", None):
         overrides.setdefault("pusher", {})["channel"] = args.channel
-    return load_config(args.profile, args.config, overrides)
+    return load_config(args.profile, args.config, overrides, check_schema=check_schema)
 
 
 def _fail(message: str, as_json: bool, code: int = 2) -> int:
@@ -134,8 +147,11 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     if args.span is None and not args.data_root:
         return _fail("retrain needs the data to train on: --span N and/or --data-root DIR",
                      args.json)
+    if args.profile is None:
+        args.profile = RETRAIN_PROFILES.get(args.on, "local")
     try:
-        cfg = _load(args)
+        # A Kubeflow profile's schema is read where its package is compiled (runners/kubeflow.py).
+        cfg = _load(args, check_schema=args.on != "kubeflow")
     except ConfigError as e:
         return _fail(str(e), args.json)
     request = RunRequest.from_here("retrain", args.reason, span=args.span,
@@ -151,15 +167,16 @@ def _trigger_on(name: str, cfg, request, as_json: bool) -> int:
     """`pipeline retrain --on NAME`: `runners/<name>.py`'s `trigger` (see RETRAIN_ON)."""
     import importlib
 
+    module_name = TRIGGER_MODULES.get(name, name)
     try:
-        module = importlib.import_module(f"runners.{name}")
+        module = importlib.import_module(f"runners.{module_name}")
     except ModuleNotFoundError as e:
-        why = (f"no runners/{name}.py" if e.name == f"runners.{name}"
-               else f"runners/{name}.py needs {e.name}, which is not installed")
+        why = (f"no runners/{module_name}.py" if e.name == f"runners.{module_name}"
+               else f"runners/{module_name}.py needs {e.name}, which is not installed")
         return _fail(f"--on {name}: not available: {why}", as_json)
     trigger = getattr(module, "trigger", None)
     if trigger is None:
-        return _fail(f"--on {name}: not available: runners/{name}.py has no "
+        return _fail(f"--on {name}: not available: runners/{module_name}.py has no "
                      "trigger(cfg, request, *, as_json)", as_json)
     return trigger(cfg, request, as_json=as_json)
 
@@ -280,10 +297,13 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from pipeline.compile_tfjob import run_compile
+    from pipeline.kubeflow_cli import run_runs, run_schedule
+    from pipeline.lineage_cli import run_lineage
     from pipeline.release_cli import run_release
 
     handlers = {"run": _cmd_run, "retrain": _cmd_retrain, "config": _cmd_config,
-                "release": run_release, "compile": run_compile}
+                "release": run_release, "compile": run_compile, "schedule": run_schedule,
+                "runs": run_runs, "lineage": run_lineage}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -7,6 +7,12 @@ chief job). The job file is a ``TrainJob`` as JSON (``components/trainer/setting
 Trainer writes it to ``job.json`` in its run directory; it must be readable inside the container
 (the worker opens it as a local path), e.g. a mounted ConfigMap.
 
+The profile's ``kubeflow`` section gives the image and ``kubeflow.tfjob`` each worker's CPU,
+memory and GPUs: an extended resource such as ``nvidia.com/gpu`` or a MIG slice
+(``nvidia.com/mig-1g.10gb``), requested and limited alike. Flags override image, CPU and memory.
+The manifest must agree with ``trainer.distribution.communication``: NCCL without a GPU in each
+worker is refused here rather than by every pod at start-up.
+
 Importing this module is cheap (argparse and re): the CLI registers the command from it, and
 rendering needs only the configuration and PyYAML, never TensorFlow.
 Exit codes: 0 done, 2 refused (bad configuration, workers < 1, unsafe image, name or path).
@@ -39,7 +45,6 @@ _IMAGE = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+:[a-f0-9]{32,})?$"
 )
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 
 class TFJobError(ValueError):
@@ -77,8 +82,10 @@ def _check(workers: int, image: str, name: str, job_spec_uri: str, cpu: str, mem
         raise TFJobError(
             f"job spec {job_spec_uri!r}: expected an absolute path inside the container"
         )
+    from pipeline.config import K8S_QUANTITY  # loaded already: render_tfjob takes a config
+
     for key, value in (("cpu", cpu), ("memory", memory)):
-        if not _QUANTITY.match(str(value)):
+        if not K8S_QUANTITY.match(str(value)):
             raise TFJobError(f"{key} {value!r}: not a Kubernetes quantity (e.g. 2, 500m, 4Gi)")
 
 
@@ -86,30 +93,44 @@ def render_tfjob(
     cfg,
     *,
     workers: int,
-    image: str,
     job_spec_uri: str,
+    image: str | None = None,
     name: str | None = None,
-    cpu: str = "2",
-    memory: str = "4Gi",
+    cpu: str | None = None,
+    memory: str | None = None,
 ) -> dict[str, Any]:
     """The TFJob manifest (kubeflow.org/v1) as plain data, ready for `yaml.safe_dump`.
 
     Args:
-      cfg: a validated `PipelineConfig`; gives the name and `trainer.distribution.max_restarts`
-        (the job's backoffLimit).
+      cfg: a validated `PipelineConfig`; gives the name, `trainer.distribution` (max_restarts:
+        the job's backoffLimit; communication) and `kubeflow` (image, `tfjob` resources).
       workers: Worker replicas (>= 1).
-      image: the project's container image.
       job_spec_uri: path of the job file inside the container.
+      image: the project's container image (default: `kubeflow.image`).
       name: the TFJob's name (default: derived from `cfg.pipeline_name`).
-      cpu, memory: requests and limits of each worker (Kubernetes quantities).
+      cpu, memory: requests and limits of each worker, Kubernetes quantities (default:
+        `kubeflow.tfjob.cpu`, `.memory`).
 
     Raises:
-      TFJobError: a value that would make a manifest the cluster refuses or cannot run.
+      TFJobError: a value that would make a manifest the cluster refuses or cannot run, or a
+        communication the workers' resources cannot give.
     """
     name = tfjob_name(cfg.pipeline_name) if name is None else name
     dist = cfg.trainer.distribution
+    tfjob = cfg.kubeflow.tfjob
+    image = cfg.kubeflow.image if image is None else image
+    cpu = tfjob.cpu if cpu is None else cpu
+    memory = tfjob.memory if memory is None else memory
     _check(workers, image, name, job_spec_uri, cpu, memory)
+    if dist.communication == "nccl" and not tfjob.gpus_per_worker:
+        raise TFJobError(
+            "trainer.distribution.communication: nccl needs a GPU in each worker, and "
+            "kubeflow.tfjob.gpus_per_worker is 0; give the workers GPUs or use ring or auto"
+        )
     resources = {"cpu": str(cpu), "memory": str(memory)}
+    if tfjob.gpus_per_worker:
+        # An extended resource: whole devices, never overcommitted (requests == limits).
+        resources[tfjob.gpu_resource] = str(tfjob.gpus_per_worker)
     container = {
         "name": CONTAINER_NAME,
         "image": image,
@@ -165,17 +186,21 @@ def add_compile_parser(subparsers: Any) -> argparse.ArgumentParser:
     tfjob.add_argument("--config", metavar="FILE", help="YAML file merged over the profile")
     tfjob.add_argument("--workers", type=int, metavar="N",
                        help="Worker replicas (default: trainer.distribution.workers)")
-    tfjob.add_argument("--image", default=DEFAULT_IMAGE, metavar="IMG",
-                       help=f"container image (default: {DEFAULT_IMAGE})")
+    tfjob.add_argument("--image", metavar="IMG",
+                       help=f"container image (default: kubeflow.image, {DEFAULT_IMAGE})")
     tfjob.add_argument("--job-spec", default=DEFAULT_JOB_SPEC, metavar="PATH",
                        help=f"job file path inside the container (default: {DEFAULT_JOB_SPEC})")
     tfjob.add_argument("--name", help="TFJob name (default: <pipeline_name>-trainer)")
-    tfjob.add_argument("--cpu", default="2", help="CPU request and limit per worker (2)")
-    tfjob.add_argument("--memory", default="4Gi", help="memory request and limit per worker")
+    tfjob.add_argument("--cpu", help="CPU request and limit per worker "
+                       "(default: kubeflow.tfjob.cpu, 2)")
+    tfjob.add_argument("--memory", help="memory request and limit per worker "
+                       "(default: kubeflow.tfjob.memory, 4Gi)")
     tfjob.add_argument("--output", metavar="FILE", help="write the YAML here instead of stdout")
     from pipeline.compile_airflow import add_airflow_parser  # argparse only: cheap
+    from pipeline.compile_kubeflow import add_kubeflow_parser  # argparse only: cheap
 
     add_airflow_parser(targets)
+    add_kubeflow_parser(targets)
     return compile_
 
 
@@ -184,6 +209,10 @@ def run_compile(args: argparse.Namespace) -> int:
         from pipeline.compile_airflow import run_compile_airflow
 
         return run_compile_airflow(args)
+    if args.compile_target == "kubeflow":
+        from pipeline.compile_kubeflow import run_compile_kubeflow
+
+        return run_compile_kubeflow(args)
     import yaml
 
     from pipeline.config import ConfigError, load_config

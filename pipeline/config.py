@@ -24,9 +24,9 @@ import re
 import warnings
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, PrivateAttr
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from components.evaluator.eval_config import (
     KNOWN_METRICS,
@@ -39,6 +39,9 @@ from components.evaluator.eval_config import (
 from components.serving.settings import ServerConfig
 from components.trainer.settings import ModelConfig, TrainerConfig
 from components.typed_config import ConfigDataError, ConfigModel, parse
+
+if TYPE_CHECKING:
+    from components.metadata.store import MySQLSettings
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "local"
@@ -185,10 +188,145 @@ class ValidationConfig(ConfigModel):
     sample_size: int = Field(default=64, gt=0)
 
 
+# The runners Beam knows by name: the last part of StandardOptions.ALL_KNOWN_RUNNERS, written
+# here so that loading a configuration does not import Beam (seconds); a unit test keeps both
+# lists equal.
+BEAM_RUNNERS = (
+    "DataflowRunner", "BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner",
+    "InteractiveRunner", "FlinkRunner", "PortableRunner", "PrismRunner", "SparkRunner",
+    "TestDirectRunner", "TestDataflowRunner",
+)
+
+
+def _beam_runner(name: str) -> str:
+    """Beam's name of the runner `name` names, as Beam reads it (`create_runner`: any case,
+    "Runner" optional: flink, FlinkRunner)."""
+    forms = {}
+    for runner in BEAM_RUNNERS:
+        forms[runner.lower()] = forms[runner.lower().removesuffix("runner")] = runner
+    if name.lower() in forms:
+        return forms[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(forms), n=1)
+    hint = f" (did you mean {forms[close[0]]!r}?)" if close else ""
+    raise ValueError(f"{name!r} is not a runner Beam knows{hint}; expected one of: "
+                     f"{', '.join(BEAM_RUNNERS)}")
+
+
+def _gcs_path(value: str | None) -> str | None:
+    # Beam's own check (PipelineOptionsValidator.validate_gcs_path): a bucket, then an object.
+    if value is not None and not re.fullmatch(r"gs://[a-z0-9][-_a-z0-9.]+[a-z0-9]/[^\n\r]*",
+                                              value):
+        raise ValueError(f"expected a gs://bucket/path (Dataflow's workers read and write "
+                         f"it), got {value!r}")
+    return value
+
+
+class PortableBeamConfig(ConfigModel):
+    """Settings of a portable runner (Flink, Spark); each key is the Beam flag of its name."""
+
+    # A Beam job server running beside the cluster (host:port). Null: Beam starts one itself,
+    # a Java process (Java and the job server's jar, which the project's image lacks).
+    job_endpoint: str | None = Field(default=None, min_length=1)
+    # Where the transforms' Python code runs: LOOPBACK (in the process that submits, e.g. the
+    # pipeline's step), EXTERNAL (a Beam worker pool at environment_config, host:port), DOCKER
+    # (the image environment_config), PROCESS (environment_config: JSON with the command).
+    environment_type: Literal["LOOPBACK", "EXTERNAL", "DOCKER", "PROCESS"] = "LOOPBACK"
+    environment_config: str | None = Field(default=None, min_length=1)
+
+    def problem(self) -> str | None:
+        """What the runner cannot run with, as ``key: message``, or None."""
+        if self.environment_type == "LOOPBACK" and self.environment_config is not None:
+            return ("environment_config: set, but the LOOPBACK environment reads none "
+                    "(use EXTERNAL, DOCKER or PROCESS, or leave it null)")
+        if self.environment_type != "LOOPBACK" and self.environment_config is None:
+            what = {"EXTERNAL": "the worker pool's host:port",
+                    "DOCKER": "the image the workers run (Beam's own lacks TFX)",
+                    "PROCESS": 'JSON with the command, {"command": "..."}'}
+            return (f"environment_config: missing; the {self.environment_type} environment "
+                    f"needs {what[self.environment_type]}")
+        return None
+
+
+class FlinkBeamConfig(PortableBeamConfig):
+    # The Flink JobManager's REST address (host:port), or [local] / [auto] for a Flink
+    # started by Beam in this process (tests).
+    flink_master: str | None = Field(default=None, min_length=1)
+    # Parallelism of each operator (null: the cluster's default).
+    parallelism: int | None = Field(default=None, gt=0)
+
+
+class SparkBeamConfig(PortableBeamConfig):
+    # The Spark master: spark://host:7077, or local[N] (tests).
+    spark_master_url: str | None = Field(default=None, min_length=1)
+
+
+class DataflowBeamConfig(ConfigModel):
+    """Google Cloud Dataflow; each key is the Beam flag of its name."""
+
+    project: str | None = Field(default=None, min_length=1)
+    region: str | None = Field(default=None, min_length=1)
+    temp_location: Annotated[str | None, AfterValidator(_gcs_path)] = None
+    # Null: under temp_location.
+    staging_location: Annotated[str | None, AfterValidator(_gcs_path)] = None
+    # The workers' image: the project's, built with `--target beam-worker` (TFX, Keras 2 and
+    # Beam's boot entry point); Beam's own image lacks TFX.
+    sdk_container_image: str | None = Field(default=None, min_length=1)
+    max_num_workers: int | None = Field(default=None, gt=0)
+    machine_type: str | None = Field(default=None, min_length=1)
+
+    def problem(self) -> str | None:
+        for key in ("project", "region", "temp_location", "sdk_container_image"):
+            if getattr(self, key) is None:
+                return (f"{key}: missing; the DataflowRunner needs project, region, "
+                        "temp_location and sdk_container_image")
+        return None
+
+
 class BeamConfig(ConfigModel):
+    # The runner of the Beam-based steps (ImportExampleGen, StatisticsGen, ExampleValidator,
+    # Evaluator): a name Beam knows (DirectRunner, FlinkRunner, SparkRunner, DataflowRunner,
+    # ...). Only the settings of this runner are passed; the other sections are kept, unused.
+    runner: Annotated[str, AfterValidator(_beam_runner)] = "DirectRunner"
+    # DirectRunner's settings.
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
     direct_num_workers: int = Field(default=1, gt=0)
+    flink: FlinkBeamConfig = Field(default_factory=FlinkBeamConfig)
+    spark: SparkBeamConfig = Field(default_factory=SparkBeamConfig)
+    dataflow: DataflowBeamConfig = Field(default_factory=DataflowBeamConfig)
+    # Further Beam flags, passed as they are after the runner's own.
     extra_args: list[NonEmptyStr] = Field(default_factory=list)
+
+    def problem(self) -> str | None:
+        """What the chosen runner cannot run with, as ``key: message``, or None."""
+        for i, arg in enumerate(self.extra_args):
+            if arg.split("=", 1)[0] == "--runner":
+                return f"extra_args[{i}]: {arg!r}: set the runner as beam.runner"
+        required = {"FlinkRunner": ("flink", "flink_master"),
+                    "SparkRunner": ("spark", "spark_master_url")}
+        if self.runner in required:
+            section, key = required[self.runner]
+            settings = getattr(self, section)
+            if getattr(settings, key) is None:
+                return f"{section}.{key}: missing; the {self.runner} needs it"
+            problem = settings.problem()
+            return f"{section}.{problem}" if problem else None
+        if self.runner == "DataflowRunner":
+            problem = self.dataflow.problem()
+            return f"dataflow.{problem}" if problem else None
+        return None
+
+    def runner_args(self) -> list[str]:
+        """The Beam flags of the chosen runner: `--runner` and its section's settings."""
+        args = [f"--runner={self.runner}"]
+        if self.runner == "DirectRunner":
+            return args + [f"--direct_running_mode={self.direct_running_mode}",
+                           f"--direct_num_workers={self.direct_num_workers}"]
+        section = {"FlinkRunner": self.flink, "SparkRunner": self.spark,
+                   "DataflowRunner": self.dataflow}.get(self.runner)
+        if section is not None:
+            args += [f"--{key}={value}" for key, value in section.model_dump().items()
+                     if value is not None]
+        return args
 
 
 def _dag_id(value: str | None) -> str | None:
@@ -217,12 +355,223 @@ class AirflowConfig(ConfigModel):
     retry_delay_seconds: int = Field(default=300, ge=0, le=86400)
 
 
+def _absolute_posix(value: str) -> str:
+    if not value.startswith("/") or "://" in value:
+        raise ValueError("expected an absolute path inside the image, e.g. /app")
+    return value.rstrip("/") or "/"
+
+
+class KubeflowScheduleConfig(ConfigModel):
+    # KFP's cron: six fields, seconds first ("0 0 3 * * *": 03:00 every day); null: none.
+    cron: str | None = Field(default=None, min_length=1)
+    # Runs of the recurring run allowed at the same time.
+    max_concurrency: int = Field(default=1, ge=1, le=10)
+    # True: a paused or late schedule does not run the intervals it missed.
+    no_catchup: bool = True
+
+
+# A Kubernetes quantity as a manifest holds one (2, 500m, 4Gi, 1.5).
+K8S_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_RESOURCE_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+
+
+def _extended_resource(name: str) -> str:
+    """A Kubernetes extended resource name: `domain/name`, the domain outside kubernetes.io."""
+    domain, _, resource = name.partition("/")
+    if not (re.fullmatch(_DNS_SUBDOMAIN, domain) and len(domain) <= 253 and "." in domain
+            and re.fullmatch(_RESOURCE_NAME, resource)):
+        raise ValueError(f"{name!r} is not an extended resource name: expected domain/name, "
+                         "e.g. nvidia.com/gpu or nvidia.com/mig-1g.10gb")
+    if domain == "kubernetes.io" or domain.endswith(".kubernetes.io"):
+        raise ValueError(f"{name!r}: the kubernetes.io domain holds Kubernetes' own resources")
+    return name
+
+
+def _quantity(value: str) -> str:
+    if not K8S_QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 2, 500m, 4Gi)")
+    return value
+
+
+class TFJobConfig(ConfigModel):
+    # The extended resource each worker asks for: a whole GPU ("nvidia.com/gpu") or a MIG
+    # slice as the NVIDIA device plugin names it ("nvidia.com/mig-1g.10gb"); how many per
+    # worker (0: CPU only). A MIG slice is one per worker: CUDA shows a process one MIG device.
+    gpu_resource: Annotated[str, AfterValidator(_extended_resource)] = "nvidia.com/gpu"
+    gpus_per_worker: int = Field(default=0, ge=0, le=16)
+    # CPU and memory of each worker (requests and limits); `compile tfjob` flags override.
+    cpu: Annotated[str, AfterValidator(_quantity)] = "2"
+    memory: Annotated[str, AfterValidator(_quantity)] = "4Gi"
+
+    @property
+    def is_mig(self) -> bool:
+        return self.gpu_resource.partition("/")[2].startswith("mig-")
+
+    def problem(self) -> str | None:
+        """What no worker could use, as ``key: message``, or None."""
+        if self.is_mig and self.gpus_per_worker > 1:
+            return (f"gpus_per_worker: {self.gpus_per_worker} slices of {self.gpu_resource!r}: "
+                    "a CUDA process sees one MIG device, the others would sit idle; ask for "
+                    "1 per worker and more workers")
+        return None
+
+
+class KubeflowConfig(ConfigModel):
+    # The image every step runs (the repository's Dockerfile builds it).
+    image: str = Field(default="tfx-pipeline:latest", min_length=1)
+    # The repository's copy inside the image (its working directory): a relative data.schema
+    # or data.root of a compiled package is found under it.
+    project_dir: Annotated[str, AfterValidator(_absolute_posix)] = "/app"
+    # The KFP API endpoint and the user namespace; null: $KFP_HOST / $KFP_NAMESPACE.
+    host: str | None = Field(default=None, min_length=1)
+    namespace: str | None = Field(default=None, min_length=1)
+    # The KFP experiment runs and schedules go into (null: the pipeline name).
+    experiment: str | None = Field(default=None, min_length=1)
+    # The most seconds one command (`runs submit`, `schedule`, `retrain --on kubeflow`) waits
+    # for the KFP API, all its requests together (kfp.Client alone has no bound).
+    api_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    schedule: KubeflowScheduleConfig = Field(default_factory=KubeflowScheduleConfig)
+    tfjob: TFJobConfig = Field(default_factory=TFJobConfig)
+
+
+def _mysql_database(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9_$]{1,64}", value):
+        raise ValueError("use at most 64 letters, digits, '_' or '$'")
+    return value
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("expected the name of an environment variable (letters, digits, "
+                         "'_'), not the password")
+    return value
+
+
+class MetadataTLSConfig(ConfigModel):
+    # PEM files. ca: the CA that signed the server's certificate (null: the system's CAs);
+    # cert and key: a client certificate and its key, for a user created REQUIRE X509.
+    ca: str | None = Field(default=None, min_length=1)
+    cert: str | None = Field(default=None, min_length=1)
+    key: str | None = Field(default=None, min_length=1)
+    # Check that the server's certificate is signed by `ca` for `host`; checked by the project
+    # before it connects, as ML Metadata 1.16's client cannot (docs/OPERATIONS.md).
+    verify_server_cert: bool = True
+    # OpenSSL cipher list (null: the library's defaults).
+    cipher: str | None = Field(default=None, min_length=1)
+
+
+class MetadataConfig(ConfigModel):
+    # sqlite: the file at metadata_path (default <work_dir>/metadata.sqlite); mysql: a MySQL or
+    # MariaDB server, the keys below.
+    kind: Literal["sqlite", "mysql"] = "sqlite"
+    # An IP address or a host name; not "localhost", which ML Metadata's client takes for
+    # the Unix socket (use 127.0.0.1, or `socket`).
+    host: str | None = Field(default=None, min_length=1)
+    port: int = Field(default=3306, ge=1, le=65535)
+    # A Unix socket instead of host and port (null: TCP).
+    socket: str | None = Field(default=None, min_length=1)
+    database: Annotated[str | None, AfterValidator(_mysql_database)] = None
+    user: str | None = Field(default=None, min_length=1)
+    # The password: the name of an environment variable holding it, or a file holding it (its
+    # first line), read when the store is opened. Never the password itself: the configuration
+    # is copied into run logs, DAG files and ML Metadata.
+    password_env: Annotated[str | None, AfterValidator(_env_name)] = None
+    password_file: str | None = Field(default=None, min_length=1)
+    # TLS, required when set (a server that does not offer it is refused); null: a plain
+    # connection, which a server with require_secure_transport refuses.
+    tls: MetadataTLSConfig | None = None
+    # Seconds each step of connecting (TCP, greeting, TLS, login) may take before the command
+    # stops with one line.
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "a password is never written in a configuration file (it is copied into run "
+                "logs, DAG files and ML Metadata): name an environment variable in "
+                "metadata.password_env, or a file holding it in metadata.password_file")
+        return data
+
+    def problem(self) -> str | None:
+        """The first rule a `mysql` store breaks, as `<key>: <why>`; None when it breaks none."""
+        if self.kind != "mysql":
+            return None
+        for key in ("user", "database"):
+            if getattr(self, key) is None:
+                return f"{key}: missing; kind mysql needs host (or socket), database and user"
+        if self.host is None and self.socket is None:
+            return "host: missing; kind mysql needs host (or socket), database and user"
+        if self.host == "localhost" and self.socket is None:
+            return ("host: 'localhost' means the Unix socket to ML Metadata's MySQL client; "
+                    "use 127.0.0.1 for TCP, or set socket")
+        if (self.password_env is None) == (self.password_file is None):
+            return ("password_env: set either password_env (an environment variable's name) or "
+                    "password_file (a file holding the password)"
+                    + (", not both" if self.password_env else ""))
+        if self.tls is not None and self.tls.key is not None and self.tls.cert is None:
+            return "tls.key: set tls.cert too (the client certificate the key belongs to)"
+        return None
+
+    def password(self, where: str) -> str:
+        """The password, read now from the environment or the secret file.
+
+        Raises:
+          ConfigError: the variable is not set, or the file cannot be read or is empty; the
+            message names the variable or the file, never the value.
+        """
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"{where}: metadata.password_env: the environment variable "
+                                  f"{self.password_env} is not set (it must hold the ML "
+                                  "Metadata password)")
+            if not value:
+                raise ConfigError(f"{where}: metadata.password_env: the environment variable "
+                                  f"{self.password_env} is empty")
+            return value
+        path = os.path.abspath(self.password_file or "")
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.read().split("\n", 1)[0].rstrip("\r")
+        except OSError as e:
+            raise ConfigError(f"{where}: metadata.password_file: {path}: cannot read the "
+                              f"password: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: metadata.password_file: {path}: not UTF-8 text"
+                              ) from None
+        if not value:
+            raise ConfigError(f"{where}: metadata.password_file: {path}: its first line is "
+                              "empty")
+        return value
+
+    def mysql_settings(self, password: str = "") -> MySQLSettings:
+        """The MySQLSettings `components.metadata` opens (paths made absolute)."""
+        from components.metadata.store import MySQLSettings, SSLSettings
+
+        def absolute(path: str | None) -> str:
+            return os.path.abspath(path) if path else ""
+
+        tls = self.tls
+        ssl = None if tls is None else SSLSettings(
+            ca=absolute(tls.ca), cert=absolute(tls.cert), key=absolute(tls.key),
+            cipher=tls.cipher or "", verify_server_cert=tls.verify_server_cert)
+        return MySQLSettings(
+            host=self.host or "localhost", port=self.port, database=self.database or "",
+            user=self.user or "", password=password, socket=absolute(self.socket), ssl=ssl,
+            connect_timeout=self.connect_timeout_seconds)
+
+
 class PipelineConfig(ConfigModel):
     pipeline_name: str = Field(default="tfx-pipeline", min_length=1)
     # pipeline_root/ and metadata.sqlite live here unless set explicitly.
     work_dir: str = Field(default="var", min_length=1)
     pipeline_root: str | None = Field(default=None, min_length=1)
     metadata_path: str | None = Field(default=None, min_length=1)
+    # Where ML Metadata is: the SQLite file above (default), or a MySQL/MariaDB server.
+    metadata: MetadataConfig = Field(default_factory=MetadataConfig)
     enable_cache: bool = True
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -232,6 +581,7 @@ class PipelineConfig(ConfigModel):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     beam: BeamConfig = Field(default_factory=BeamConfig)
     airflow: AirflowConfig = Field(default_factory=AirflowConfig)
+    kubeflow: KubeflowConfig = Field(default_factory=KubeflowConfig)
     # Where the configuration came from, for messages; not a YAML key.
     _sources: list[str] = PrivateAttr(default_factory=list)
 
@@ -256,6 +606,29 @@ class PipelineConfig(ConfigModel):
     @property
     def resolved_metadata_path(self) -> str:
         return os.path.abspath(self.metadata_path or os.path.join(self.work_dir, "metadata.sqlite"))
+
+    @property
+    def metadata_target(self) -> str | MySQLSettings:
+        """Where ML Metadata is: what `components.metadata.open_store` and
+        `pipeline_connection_config` take: the SQLite file, or the MySQL/MariaDB server's
+        `MySQLSettings`, its password read now (`MetadataConfig.password`).
+
+        Raises:
+          ConfigError: the password's environment variable or file cannot be read.
+        """
+        if self.metadata.kind == "sqlite":
+            return self.resolved_metadata_path
+        return self.metadata.mysql_settings(self.metadata.password(self.where))
+
+    @property
+    def metadata_uri(self) -> str:
+        """Where ML Metadata is, for people and records: the SQLite file, or
+        ``mysql://user@host:port/database``; never the password (which is not read)."""
+        from components.metadata.store import describe_target
+
+        if self.metadata.kind == "sqlite":
+            return self.resolved_metadata_path
+        return describe_target(self.metadata.mysql_settings())
 
     def validate(self) -> None:
         """Checks rules that span several keys; raises ConfigError naming the last source.
@@ -282,6 +655,20 @@ class PipelineConfig(ConfigModel):
             )
         self._validate_evaluator(where)
         self._validate_release(where)
+        problem = self.metadata.problem()
+        if problem:
+            raise ConfigError(f"{where}: metadata.{problem}")
+        for section, problem in (("beam", self.beam.problem()),
+                                 ("kubeflow.tfjob", self.kubeflow.tfjob.problem())):
+            if problem:
+                raise ConfigError(f"{where}: {section}.{problem}")
+        if self.beam.runner == "DataflowRunner":  # its workers run far from any local path
+            for key, path in (("pipeline_root", self.pipeline_root), ("data.root", self.data.root)):
+                if not (path or "").startswith("gs://"):
+                    raise ConfigError(
+                        f"{where}: {key}: {path or 'null (under work_dir)'}: the DataflowRunner's "
+                        "workers read and write the steps' data there; expected a gs:// path"
+                    )
 
     def _validate_evaluator(self, where: str) -> None:
         """Metrics that read the model's predictions as intended, thresholds on them that can

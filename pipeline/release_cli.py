@@ -141,7 +141,19 @@ def run_release(args: argparse.Namespace) -> int:
             "load_timeout_seconds), which the pipeline's pusher uses too", 2,
         )
     base_path = args.base_path or cfg.pusher.base_path
-    metadata = None if args.no_metadata else (args.metadata or cfg.resolved_metadata_path)
+    metadata = None
+    if not args.no_metadata and args.release_action != "list":  # `list` records nothing
+        try:
+            metadata = args.metadata or cfg.metadata_target
+        except ConfigError as e:  # the MySQL password's variable or file
+            return _error(str(e), 2)
+    if metadata is not None and not isinstance(metadata, str):
+        from components.metadata import MetadataError, check_mysql_server
+
+        try:  # before anything changes: else the operation would be applied, but not recorded
+            check_mysql_server(metadata, create=True)
+        except MetadataError as e:
+            return _error(f"{e}; nothing was changed", 1)
     audit = release.Audit(  # `list` has no --reason
         reason=getattr(args, "reason", None), metadata_path=metadata,
         pipeline_name=cfg.pipeline_name,
@@ -180,8 +192,10 @@ def run_release(args: argparse.Namespace) -> int:
     print(_summary(result))
     if result.recorded is not None:
         linked = ", ".join(map(str, result.recorded.linked_artifact_ids)) or "none"
+        from components.metadata import describe_target
+
         print(
-            f"recorded in {metadata}: execution {result.recorded.execution_id}, "
-            f"PushedModel artifacts {linked}"
+            f"recorded in {describe_target(metadata)}: execution "
+            f"{result.recorded.execution_id}, PushedModel artifacts {linked}"
         )
     return 0

@@ -36,7 +36,9 @@ CONF_KEYS: dict[str, type] = {
 # Configuration keys holding a path: made absolute when the DAG is compiled (a worker's working
 # directory is not the one the DAG was compiled in).
 _PATH_KEYS = (("work_dir",), ("pipeline_root",), ("metadata_path",), ("data", "root"),
-              ("data", "schema"), ("pusher", "base_path"))
+              ("data", "schema"), ("pusher", "base_path"), ("metadata", "password_file"),
+              ("metadata", "socket"), ("metadata", "tls", "ca"), ("metadata", "tls", "cert"),
+              ("metadata", "tls", "key"))
 
 
 class ConfError(ValueError):
@@ -48,14 +50,15 @@ def default_dag_id(cfg: PipelineConfig) -> str:
 
 
 def portable_config(cfg: PipelineConfig) -> dict[str, Any]:
-    """`cfg` as plain data, every path made absolute against this process's directory."""
+    """`cfg` as plain data, every path made absolute against this process's directory. (A
+    MySQL store's password is not in it: only the name of its variable or file.)"""
     from pipeline.config import config_to_dict
 
     data = config_to_dict(cfg)
     for keys in _PATH_KEYS:
         section = data
         for key in keys[:-1]:
-            section = section[key]
+            section = section.get(key) or {}
         if section.get(keys[-1]) is not None:
             section[keys[-1]] = os.path.abspath(section[keys[-1]])
     return data
@@ -252,8 +255,10 @@ def run_node(cfg: PipelineConfig, node_id: str, run_id: str,
 
     from components.metadata import pipeline_connection_config
     from pipeline.build import beam_args, build_pipeline
+    from runners.beam_package import skip_tfx_package_for_local_beam
 
-    connection = pipeline_connection_config(cfg.resolved_metadata_path)
+    skip_tfx_package_for_local_beam()
+    connection = pipeline_connection_config(cfg.metadata_target)
     ir = compiler.Compiler().compile(build_pipeline(
         cfg, metadata_connection_config=connection, beam_pipeline_args=beam_args(cfg)))
     runtime_parameter_utils.substitute_runtime_parameter(
@@ -277,9 +282,9 @@ def run_node(cfg: PipelineConfig, node_id: str, run_id: str,
 
 def record_request(cfg: PipelineConfig, run_id: str, request: dict[str, Any]) -> None:
     """Records who asked for run `run_id` and why (`request`: trigger, reason, requested_by
-    as ``user@host``, details) as a RunRequest linked to the run, which also sets the run
-    context's ``reason`` and ``requested_by`` (components/metadata/run_requests.py). Once: the
-    first task to end writes it."""
+    as ``user@host``, details) as a RunRequest linked to the run, with the run's provenance
+    (`pipeline.provenance`), which also sets the run context's ``reason`` and ``requested_by``
+    (components/metadata/run_requests.py). Once: the first task to end writes it."""
     from components.metadata import open_store
     from components.metadata.run_requests import (
         RunRequest,
@@ -287,14 +292,17 @@ def record_request(cfg: PipelineConfig, run_id: str, request: dict[str, Any]) ->
         link_run_request,
         record_run_request,
     )
+    from pipeline.provenance import run_provenance
 
-    store = open_store(cfg.resolved_metadata_path)
+    store = open_store(cfg.metadata_target)
     if get_run_request(store, run_id) is not None:
         return
     user, _, host = request.get("requested_by", "airflow").partition("@")
     execution_id = record_run_request(store, cfg.pipeline_name, run_id, RunRequest(
         trigger=request.get("trigger", "airflow"), reason=request.get("reason", ""),
-        user=user, host=host, details=request.get("details", {})))
+        user=user, host=host, details=request.get("details", {}),
+        # The code, configuration and input files, with Airflow's id of the DAG run.
+        provenance=run_provenance(cfg, orchestrator="airflow", orchestrator_run_id=run_id)))
     link_run_request(store, execution_id, run_id)
 
 

@@ -1,5 +1,5 @@
-"""The local runner: the pipeline on TFX's LocalDagRunner, ML Metadata in SQLite at
-`cfg.resolved_metadata_path`, Beam's DirectRunner.
+"""The local runner: the pipeline on TFX's LocalDagRunner, ML Metadata at `cfg.metadata_target`
+(a SQLite file, or a MySQL/MariaDB server), Beam's DirectRunner.
 
 Everything around a run (preflight, the up-to-date check, progress, the report, the run
 record) is `pipeline.app.run.run_pipeline`'s; this module only turns the built pipeline into a
@@ -33,10 +33,12 @@ def run(cfg: PipelineConfig, run_id: str, *, partial: PartialRun | None = None) 
 
     from components.metadata import pipeline_connection_config
     from pipeline.build import beam_args, build_pipeline
+    from runners.beam_package import skip_tfx_package_for_local_beam
 
+    skip_tfx_package_for_local_beam()
     pipeline = build_pipeline(
         cfg,
-        metadata_connection_config=pipeline_connection_config(cfg.resolved_metadata_path),
+        metadata_connection_config=pipeline_connection_config(cfg.metadata_target),
         beam_pipeline_args=beam_args(cfg),
     )
     # Compiled here, not `LocalDagRunner().run(pipeline)`, so that the run carries our run id.
@@ -50,12 +52,11 @@ def run(cfg: PipelineConfig, run_id: str, *, partial: PartialRun | None = None) 
 
 
 def _mark_partial_run(cfg: PipelineConfig, run_id: str, ir, partial: PartialRun) -> None:
-    import os
-
-    from components.metadata import open_store
+    from components.metadata import open_store, store_exists
     from runners.partial import check_reusable, mark_pipeline, required_nodes
 
     mark_pipeline(ir, partial)
-    path = cfg.resolved_metadata_path
-    store = open_store(path) if os.path.exists(path) else None
-    check_reusable(store, cfg.pipeline_name, run_id, partial, required_nodes(ir), path)
+    target = cfg.metadata_target
+    store = open_store(target) if store_exists(target) else None
+    check_reusable(store, cfg.pipeline_name, run_id, partial, required_nodes(ir),
+                   cfg.metadata_uri)

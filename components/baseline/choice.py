@@ -16,7 +16,13 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from components.serving import ServingDir, model_content_hash, read_releases, read_state
+from components.serving import (
+    ReleaseError,
+    ServingDir,
+    model_content_hash,
+    read_releases,
+    read_state,
+)
 
 __all__ = [
     "Choice",
@@ -58,6 +64,16 @@ class Choice:
     kind: str
     entry: StableEntry | None
     reason: str
+
+
+def check_mounted(base_path: str) -> None:
+    """Raises ReleaseError unless `base_path`'s parent folder exists: where the base path is on
+    a volume mounted into the step, a missing mount must not read as "nothing released"."""
+    parent = os.path.dirname(os.path.normpath(base_path))
+    if not os.path.isdir(parent):
+        raise ReleaseError(
+            f"{base_path}: its folder {parent} does not exist in this step: is the serving "
+            "volume mounted? (without it every run would look like a first release)")
 
 
 def stable_chain(base_path: str) -> list[StableEntry]:

@@ -12,7 +12,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model
 
-from components.baseline.choice import chain_from_json, stable_chain
+from components.baseline.choice import chain_from_json, check_mounted, stable_chain
 from components.baseline.materialize import SERVING_MODEL_DIR, write_baseline
 
 
@@ -22,6 +22,7 @@ def StableBaseline(  # noqa: N802
     baseline: OutputArtifact[Model],
     base_path: Parameter[str],
     stable_chain_json: Parameter[str] = "",
+    mounted_volume: Parameter[int] = 0,
     code_fingerprint: Parameter[str] = "",
 ) -> None:
     """The stable version the candidate is compared with (``components.baseline.choice``), or
@@ -31,8 +32,14 @@ def StableBaseline(  # noqa: N802
     cache key, so that an unchanged re-run reuses this output and a promote or a rollback
     re-runs the node; the choice is made from it, so the output is always what the key says.
     Empty where the build could not read the base path: the chain is read here, at run time.
+    `mounted_volume` (1 where the base path is a volume mounted into the step, e.g. under
+    Kubeflow): its parent folder must exist, or the step refuses to run; an unmounted volume
+    would otherwise look like a base path where nothing was released, and the candidate would
+    be its own baseline.
     `code_fingerprint` is not read: it re-runs the node when its code changes.
     """
+    if mounted_volume:
+        check_mounted(base_path)
     chain = (chain_from_json(stable_chain_json) if stable_chain_json
              else stable_chain(base_path))
     choice = write_baseline(f"{candidate.uri}/{SERVING_MODEL_DIR}", base_path, chain,

@@ -34,6 +34,7 @@ __all__ = [
     "execution_state",
     "get_input_artifacts",
     "get_models_released_as",
+    "get_node_executions",
     "get_output_artifacts",
     "get_pushed_models",
     "get_release_operations",
@@ -91,15 +92,24 @@ def get_run_executions(store: MetadataStore, pipeline_name: str, run_id: str
     run = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
     if run is None:
         return _legacy_run_executions(store, pipeline_name, run_id)
-    in_run = {e.id for e in store.get_executions_by_context(run.id)}
+    return get_node_executions(store, pipeline_name, [run.id]).get(run.id, {})
+
+
+def get_node_executions(store: MetadataStore, pipeline_name: str, run_context_ids: list[int]
+                        ) -> dict[int, dict[str, Execution]]:
+    """Run context id -> node id -> the newest execution of that node in that run, for runs of
+    ``pipeline_name`` laid out by LocalDagRunner: per run, its executions, then each one's
+    contexts (indexed lookups), whatever the number of runs in the store."""
     prefix = f"{pipeline_name}."
-    out: dict[str, Execution] = {}
-    for node in store.get_contexts_by_type(NODE_CONTEXT):
-        if not node.name.startswith(prefix):
-            continue
-        for execution in sorted(store.get_executions_by_context(node.id), key=lambda e: e.id):
-            if execution.id in in_run:
-                out[node.name[len(prefix):]] = execution
+    out: dict[int, dict[str, Execution]] = {}
+    for run_id in run_context_ids:
+        nodes: dict[str, Execution] = {}
+        for execution in sorted(store.get_executions_by_context(run_id), key=lambda e: e.id):
+            node = next((c.name[len(prefix):] for c in store.get_contexts_by_execution(
+                execution.id) if c.type == NODE_CONTEXT and c.name.startswith(prefix)), None)
+            if node is not None:
+                nodes[node] = execution
+        out[run_id] = nodes
     return out
 
 
@@ -256,6 +266,33 @@ def changed_since(store: MetadataStore, marks: dict[str, list[int]]) -> dict[str
         changed[kind] = getattr(store, f"get_{kind}")(
             list_options=ListOptions(filter_query=query))
     return changed
+
+
+def filter_executions(store: MetadataStore, filter_query: str) -> list[Execution]:
+    """``get_executions`` with an MLMD filter query; [] when a type it names was never
+    registered in this store."""
+    import ml_metadata as mlmd
+
+    try:
+        return store.get_executions(list_options=mlmd.ListOptions(filter_query=filter_query))
+    except mlmd.errors.NotFoundError:
+        return []
+
+
+def filter_artifacts(store: MetadataStore, filter_query: str) -> list[Artifact]:
+    """``get_artifacts`` with an MLMD filter query; [] when a type it names was never
+    registered in this store."""
+    import ml_metadata as mlmd
+
+    try:
+        return store.get_artifacts(list_options=mlmd.ListOptions(filter_query=filter_query))
+    except mlmd.errors.NotFoundError:
+        return []
+
+
+def ids_in(ids) -> str:
+    """``(1, 2, 3)`` for a filter query's ``IN``; ``(-1)`` for none (matches nothing)."""
+    return "(" + (", ".join(str(int(i)) for i in ids) or "-1") + ")"
 
 
 def _linked_artifacts(store: MetadataStore, execution_ids: list[int], kind: int,

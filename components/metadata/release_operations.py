@@ -120,7 +120,7 @@ def record_operation(
 
     config = (metadata_path if isinstance(metadata_path, metadata_store_pb2.ConnectionConfig)
               else connection_config(metadata_path, create=True))
-    store = open_store(config)
+    store = open_store(metadata_path, create=True)  # MySQL: the server is checked first
     try:
         execution = metadata_store_pb2.Execution(
             type_id=_execution_type_id(store),

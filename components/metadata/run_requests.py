@@ -11,6 +11,13 @@ also sets the run context's custom properties ``reason`` and ``requested_by`` (`
 the form the Airflow runner records a DAG run's conf in, so that either is read the same way
 (``get_run_request``).
 
+What the run was made of (code, configuration, input files: ``RunProvenance``) is recorded on
+the same execution when the request carries it (``components.metadata.provenance``), and once
+the run is over the metrics of its evaluation (``record_run_metrics``): here, not on TFX's
+ModelEvaluation artifact, because TFX's cache key of a node hashes its input artifacts whole,
+custom properties included, so a property added to an artifact afterwards re-runs every node
+that takes it (measured: the pusher ran again on unchanged inputs).
+
 ``ml_metadata`` (no TensorFlow) is imported only inside the functions.
 """
 
@@ -24,15 +31,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from components.metadata.provenance import (
+    DATA_FILES_KEY,
+    INT_PROPERTIES,
+    STRING_PROPERTIES,
+    RunProvenance,
+    data_file_of,
+    quoted,
+    record_data_files,
+)
+
 if TYPE_CHECKING:
     from ml_metadata.metadata_store.metadata_store import MetadataStore
+    from ml_metadata.proto.metadata_store_pb2 import Execution
 
 __all__ = [
     "RUN_REQUEST_TYPE",
     "RunRequest",
     "get_run_request",
+    "get_run_requests",
     "latest_run_id",
     "link_run_request",
+    "record_run_metrics",
     "record_run_request",
 ]
 
@@ -40,6 +60,8 @@ RUN_REQUEST_TYPE = "RunRequest"
 PIPELINE_CONTEXT = "pipeline"
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 _STRING_PROPERTIES = ("trigger", "reason", "user", "host", "requested_at", "run_id", "details")
+# Written once the run is over: {"artifact": ModelEvaluation id, "metrics": {name: value}}.
+EVALUATION_PROPERTY = "evaluation_metrics"
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,10 @@ class RunRequest:
       details: the run's parameters given on the command line (span, data_root, channel), and
         once recorded the resolved ones and a partial run's nodes.
       requested_at: UTC, ISO 8601 ("" until recorded).
+      provenance: the code, configuration and input files of the run (None: not recorded).
+      execution_id: the RunRequest execution, once recorded or read (0 before).
+      evaluation: the metrics of the run's evaluation, once recorded: {"artifact": the
+        ModelEvaluation's id, "metrics": {name: value}} (None: not recorded).
     """
 
     trigger: str
@@ -62,6 +88,9 @@ class RunRequest:
     host: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     requested_at: str = ""
+    provenance: RunProvenance | None = field(default=None, compare=False)
+    execution_id: int = field(default=0, compare=False)
+    evaluation: dict[str, Any] | None = field(default=None, compare=False)
 
     @classmethod
     def from_here(cls, trigger: str, reason: str = "", **details: Any) -> RunRequest:
@@ -88,10 +117,13 @@ def _execution_type_id(store: MetadataStore) -> int:
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     execution_type = pb.ExecutionType(name=RUN_REQUEST_TYPE)
-    for name in _STRING_PROPERTIES:
+    for name in (*_STRING_PROPERTIES, *STRING_PROPERTIES, EVALUATION_PROPERTY):
         execution_type.properties[name] = pb.STRING
-    # can_add_fields: a later version of this module may add properties to the type.
-    return store.put_execution_type(execution_type, can_add_fields=True)
+    for name in INT_PROPERTIES:
+        execution_type.properties[name] = pb.INT
+    # can_add_fields: this module added the provenance properties to a type that lacked them;
+    # can_omit_fields: a later version may add more, which an older one does not name.
+    return store.put_execution_type(execution_type, can_add_fields=True, can_omit_fields=True)
 
 
 def _context(store: MetadataStore, type_name: str, name: str, create: bool):
@@ -102,18 +134,24 @@ def _context(store: MetadataStore, type_name: str, name: str, create: bool):
     context = store.get_context_by_type_and_name(type_name, name)
     if context is not None or not create:
         return context
+    from ml_metadata import errors
+
     try:
         type_id = store.get_context_type(type_name).id
     except Exception:  # noqa: BLE001  (NotFoundError: a store no pipeline ran on yet)
         type_id = store.put_context_type(pb.ContextType(name=type_name))
-    [context_id] = store.put_contexts([pb.Context(type_id=type_id, name=name)])
+    try:
+        [context_id] = store.put_contexts([pb.Context(type_id=type_id, name=name)])
+    except errors.AlreadyExistsError:  # another run (process) created it a moment ago
+        return store.get_context_by_type_and_name(type_name, name)
     return store.get_contexts_by_id([context_id])[0]
 
 
 def record_run_request(store: MetadataStore, pipeline_name: str, run_id: str,
                        request: RunRequest) -> int:
     """Records `request` for run `run_id` of `pipeline_name`, associated with the pipeline's
-    context (created if this is its first run), and returns the execution's id.
+    context (created if this is its first run), with its provenance (properties, and its input
+    files as ``DataFile`` artifacts) when it has one; returns the execution's id.
 
     Raises:
       Exception: what MLMD raised (the caller decides whether a run goes on without it).
@@ -127,7 +165,16 @@ def record_run_request(store: MetadataStore, pipeline_name: str, run_id: str,
                              last_known_state=pb.Execution.COMPLETE)
     for name in _STRING_PROPERTIES:
         execution.properties[name].string_value = str(values[name])
+    provenance = request.provenance
+    if provenance is not None:
+        for name, value in provenance.properties().items():
+            if isinstance(value, int):
+                execution.properties[name].int_value = value
+            else:
+                execution.properties[name].string_value = value
     [execution_id] = store.put_executions([execution])
+    if provenance is not None:
+        record_data_files(store, execution_id, provenance.data_files, provenance.span)
     pipeline = _context(store, PIPELINE_CONTEXT, pipeline_name, create=True)
     store.put_attributions_and_associations(
         [], [pb.Association(context_id=pipeline.id, execution_id=execution_id)])
@@ -155,26 +202,94 @@ def link_run_request(store: MetadataStore, execution_id: int, run_id: str,
     return True
 
 
-def get_run_request(store: MetadataStore, run_id: str,
-                    run_context_type: str = PIPELINE_RUN_CONTEXT) -> RunRequest | None:
-    """The request recorded for run `run_id` (the newest, should there be several); else the
-    run context's ``reason`` and ``requested_by`` (trigger ""); None when neither was recorded
-    (a run started otherwise, or before requests were recorded)."""
+def record_run_metrics(store: MetadataStore, run_id: str, evaluation_id: int,
+                       metrics: dict[str, float]) -> bool:
+    """Records the metrics of run `run_id`'s evaluation (ModelEvaluation `evaluation_id`) on
+    its request (the newest); False when no request was recorded for that run."""
     import ml_metadata as mlmd
 
     try:
         executions = store.get_executions(list_options=mlmd.ListOptions(filter_query=(
             f"type = '{RUN_REQUEST_TYPE}' AND "
-            f"properties.run_id.string_value = '{_quoted(run_id)}'")))
-    except mlmd.errors.NotFoundError:  # no request ever recorded in this store
-        executions = []
+            f"properties.run_id.string_value = '{quoted(run_id)}'")))
+    except mlmd.errors.NotFoundError:
+        return False
     if not executions:
-        return _request_on_context(store, run_id, run_context_type)
-    newest = max(executions, key=lambda e: e.id)
-    values = {k: newest.properties[k].string_value for k in _STRING_PROPERTIES}
+        return False
+    _execution_type_id(store)  # a type registered before it had the property gets it
+    execution = max(executions, key=lambda e: e.id)
+    execution.properties[EVALUATION_PROPERTY].string_value = json.dumps(
+        {"artifact": int(evaluation_id), "metrics": metrics}, sort_keys=True)
+    store.put_executions([execution])
+    return True
+
+
+def get_run_request(store: MetadataStore, run_id: str,
+                    run_context_type: str = PIPELINE_RUN_CONTEXT) -> RunRequest | None:
+    """The request recorded for run `run_id` (the newest, should there be several), with its
+    provenance when recorded; else the run context's ``reason`` and ``requested_by`` (trigger
+    ""); None when neither was recorded (a run started otherwise, or before requests were
+    recorded)."""
+    found = get_run_requests(store, [run_id])
+    if run_id in found:
+        return found[run_id]
+    return _request_on_context(store, run_id, run_context_type)
+
+
+def get_run_requests(store: MetadataStore, run_ids: list[str]) -> dict[str, RunRequest]:
+    """Run id -> the request recorded for it (the newest), with provenance and data files, in
+    three queries whatever the number of runs; runs without a recorded request are absent."""
+    import ml_metadata as mlmd
+
+    if not run_ids:
+        return {}
+    wanted = ", ".join(f"'{quoted(r)}'" for r in dict.fromkeys(run_ids))
+    try:
+        executions = store.get_executions(list_options=mlmd.ListOptions(filter_query=(
+            f"type = '{RUN_REQUEST_TYPE}' AND properties.run_id.string_value IN ({wanted})")))
+    except mlmd.errors.NotFoundError:  # no request ever recorded in this store
+        return {}
+    newest: dict[str, Execution] = {}
+    for e in sorted(executions, key=lambda e: e.id):
+        newest[e.properties["run_id"].string_value] = e
+    files = _data_files_of(store, [e.id for e in newest.values()])
+    return {run_id: _request_of(e, files.get(e.id, ())) for run_id, e in newest.items()}
+
+
+def _data_files_of(store: MetadataStore, execution_ids: list[int]) -> dict[int, tuple]:
+    """Execution id -> its DataFile inputs (``DataFile``), in event order."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    if not execution_ids:
+        return {}
+    events = [e for e in store.get_events_by_execution_ids(execution_ids)
+              if e.type == pb.Event.INPUT and e.path.steps
+              and e.path.steps[0].key == DATA_FILES_KEY]
+    if not events:
+        return {}
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(sorted({e.artifact_id
+                                                                    for e in events}))}
+    out: dict[int, list] = {}
+    for e in sorted(events, key=lambda e: (e.execution_id, e.path.steps[-1].index)):
+        if e.artifact_id in artifacts:
+            out.setdefault(e.execution_id, []).append(data_file_of(artifacts[e.artifact_id]))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _request_of(execution: Execution, data_files: tuple) -> RunRequest:
+    values = {k: execution.properties[k].string_value if k in execution.properties else ""
+              for k in _STRING_PROPERTIES}
     return RunRequest(trigger=values["trigger"], reason=values["reason"], user=values["user"],
                       host=values["host"], requested_at=values["requested_at"],
-                      details=json.loads(values["details"] or "{}"))
+                      details=json.loads(values["details"] or "{}"),
+                      provenance=RunProvenance.from_execution(execution, data_files),
+                      execution_id=execution.id, evaluation=_evaluation_of(execution))
+
+
+def _evaluation_of(execution: Execution) -> dict[str, Any] | None:
+    value = (execution.properties[EVALUATION_PROPERTY].string_value
+             if EVALUATION_PROPERTY in execution.properties else "")
+    return json.loads(value) if value else None
 
 
 def _request_on_context(store: MetadataStore, run_id: str, run_context_type: str
@@ -208,7 +323,3 @@ def latest_run_id(store: MetadataStore, pipeline_name: str, exclude: str = "") -
         return None
     return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)).name
 
-
-def _quoted(value: str) -> str:
-    """`value` inside a single-quoted MLMD filter string."""
-    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -1,9 +1,14 @@
 """Opening ML Metadata: one connection-config builder and one ``open_store``.
 
-A store is named by a SQLite file path (today) or by ``MySQLSettings`` (a MySQL or MariaDB
-server, next); both become an ``ml_metadata`` ``ConnectionConfig``. The same builder serves the
-project's own readers and writers and TFX itself (``pipeline_connection_config``), so the
-pipeline and the release commands always agree on where the records are.
+A store is named by a SQLite file path or by ``MySQLSettings`` (a MySQL or MariaDB server);
+both become an ``ml_metadata`` ``ConnectionConfig``. The same builder serves the project's own
+readers and writers and TFX itself (``pipeline_connection_config``), so the pipeline and the
+release commands always agree on where the records are.
+
+Before a MySQL store is opened, ``mysql_probe`` asks the server, within
+``MySQLSettings.connect_timeout`` per step: MLMD's client reports every failed connection with
+the same empty message, after 10 s for a host that does not answer (measured). The probe also
+checks the server's TLS certificate, which MLMD 1.16's client cannot (see ``connection_config``).
 
 ``ml_metadata`` (no TensorFlow) is imported only when a config is built or a store is opened.
 """
@@ -11,6 +16,7 @@ pipeline and the release commands always agree on where the records are.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
@@ -23,14 +29,23 @@ __all__ = [
     "MySQLSettings",
     "SSLSettings",
     "StoreTarget",
+    "check_mysql_server",
     "connection_config",
     "describe_store",
+    "describe_target",
     "open_store",
     "pipeline_connection_config",
     "redact",
+    "store_exists",
 ]
 
 MYSQL_DEFAULT_PORT = 3306
+# What MLMD says when another process is creating the tables of the same empty database (its
+# own words, or the server's deadlock between the two), and how many times to try again then
+# (5.5 s of waiting at most): creating them is idempotent.
+_EMPTY_DATABASE_RACE = ("concurrent connection to the empty database",
+                        "Deadlock found when trying to get lock")
+_EMPTY_DATABASE_RETRIES = 10
 
 
 class MetadataError(RuntimeError):
@@ -39,7 +54,14 @@ class MetadataError(RuntimeError):
 
 @dataclass(frozen=True)
 class SSLSettings:
-    """TLS for a MySQL connection (``MySQLDatabaseConfig.SSLOptions``); "" leaves a file unset."""
+    """TLS for a MySQL connection (``MySQLDatabaseConfig.SSLOptions``); "" leaves a file unset.
+
+    With settings, TLS is required: the probe refuses a server that does not offer it.
+    ``verify_server_cert``: the server's certificate must be signed by ``ca`` (or ``capath``;
+    the system's CAs when both are empty) for the host name connected to; the probe checks it
+    each time a store is opened (``check_mysql_server``), not MLMD's client (see
+    ``connection_config``).
+    """
 
     key: str = ""
     cert: str = ""
@@ -61,6 +83,8 @@ class MySQLSettings:
     # A Unix socket instead of host and port ("" for TCP).
     socket: str = ""
     ssl: SSLSettings | None = None
+    # Seconds each step of the probe (connect, greeting, TLS, login) may take.
+    connect_timeout: float = 5.0
 
 
 StoreTarget = Union[str, "os.PathLike[str]", MySQLSettings, "ConnectionConfig"]
@@ -76,6 +100,12 @@ def connection_config(target: str | os.PathLike[str] | MySQLSettings, *,
             database); False: it must exist (SQLite ``READWRITE``; MySQL ``skip_db_creation``).
             For SQLite with ``create`` this is exactly the config TFX's
             ``sqlite_metadata_connection_config`` builds.
+
+    MLMD's own ``verify_server_cert`` is always left off: MLMD 1.16's client (MariaDB
+    Connector/C on BoringSSL) then fails every connection, because it asks
+    ``X509_check_host`` for a name of length 0 (measured; ``mysql_probe``'s docstring). The
+    certificate is checked by ``check_mysql_server`` instead, before the project opens a store
+    and before a run starts; MLMD's own connections are encrypted but do not check it.
     """
     from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -90,11 +120,11 @@ def connection_config(target: str | os.PathLike[str] | MySQLSettings, *,
             mysql.skip_db_creation = True
         if target.ssl is not None:
             ssl = mysql.ssl_options
+            ssl.SetInParent()  # present, even empty: MLMD's client then encrypts
             for name in ("key", "cert", "ca", "capath", "cipher"):
                 value = getattr(target.ssl, name)
                 if value:
                     setattr(ssl, name, value)
-            ssl.verify_server_cert = target.ssl.verify_server_cert
         return config
     sqlite = pb.SqliteMetadataSourceConfig
     config.sqlite.filename_uri = os.fspath(target)
@@ -119,14 +149,60 @@ def describe_store(config: ConnectionConfig) -> str:
         return config.sqlite.filename_uri
     if kind == "mysql":
         m = config.mysql
-        where = f"socket {m.socket}" if m.socket else f"{m.host}:{m.port}"
-        return f"mysql://{m.user}@{where}/{m.database}"
+        return _mysql_name(m.user, m.host, m.port, m.database, m.socket)
     return kind or "unconfigured ML Metadata store"
 
 
+def describe_target(target: str | os.PathLike[str] | MySQLSettings) -> str:
+    """``describe_store`` of a target, without importing ``ml_metadata``: the SQLite file's
+    absolute path, or ``mysql://user@host:port/db`` (never the password)."""
+    if isinstance(target, MySQLSettings):
+        return _mysql_name(target.user, target.host, target.port, target.database,
+                           target.socket)
+    return os.path.abspath(os.fspath(target))
+
+
+def _mysql_name(user: str, host: str, port: int, database: str, socket: str) -> str:
+    where = f"socket {socket}" if socket else f"{host}:{port}"
+    return f"mysql://{user}@{where}/{database}"
+
+
+def store_exists(target: str | os.PathLike[str] | MySQLSettings) -> bool:
+    """Whether there may be records to read: False for a SQLite file not created yet; a MySQL
+    database is assumed there (opening it says otherwise)."""
+    return isinstance(target, MySQLSettings) or os.path.exists(target)
+
+
+def check_mysql_server(settings: MySQLSettings, *, create: bool = False) -> None:
+    """Asks the server whether it takes these settings (``mysql_probe``), within
+    ``settings.connect_timeout`` per step.
+
+    Args:
+        create: the database may be missing (it will be created).
+
+    Raises:
+        MetadataError: one line naming the store and what is wrong, never the password.
+    """
+    from components.metadata.mysql_probe import ProbeError, probe_mysql, tls_context
+
+    try:
+        tls = None if settings.ssl is None else tls_context(
+            ca=settings.ssl.ca, capath=settings.ssl.capath, cert=settings.ssl.cert,
+            key=settings.ssl.key, cipher=settings.ssl.cipher,
+            verify_server_cert=settings.ssl.verify_server_cert)
+        probe_mysql(settings.host, settings.port, settings.user, settings.password,
+                    settings.database, socket_path=settings.socket, tls=tls,
+                    timeout=settings.connect_timeout, database_may_be_missing=create)
+    except ProbeError as e:
+        message = str(e).replace(settings.password, "***") if settings.password else str(e)
+        raise MetadataError(
+            f"cannot open ML Metadata store {describe_target(settings)}: {message}") from None
+
+
 def open_store(target: StoreTarget, *, create: bool = False) -> MetadataStore:
-    """A ``MetadataStore`` on ``target``: a SQLite path, ``MySQLSettings`` or a
-    ``ConnectionConfig`` (used as given, its mode included: ``create`` then does not apply).
+    """A ``MetadataStore`` on ``target``: a SQLite path, ``MySQLSettings`` (the server checked
+    first, ``check_mysql_server``) or a ``ConnectionConfig`` (used as given, its mode included:
+    ``create`` then does not apply).
 
     Args:
         target: where the store is.
@@ -138,15 +214,31 @@ def open_store(target: StoreTarget, *, create: bool = False) -> MetadataStore:
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
 
+    if isinstance(target, MySQLSettings):
+        check_mysql_server(target, create=create)
     config = target if isinstance(target, pb.ConnectionConfig) else connection_config(
         target, create=create)
-    try:
-        _make_sqlite_directory(config)
-        return metadata_store.MetadataStore(config)
-    except Exception as e:  # MLMD raises its own error types and RuntimeError from C++
-        raise MetadataError(
-            f"cannot open ML Metadata store {describe_store(config)}: {redact(str(e), config)}"
-        ) from e
+    retries = 0
+    while True:
+        try:
+            _make_sqlite_directory(config)
+            return metadata_store.MetadataStore(config)
+        except Exception as e:  # MLMD raises its own error types and RuntimeError from C++
+            retries += 1
+            if retries <= _EMPTY_DATABASE_RETRIES and any(
+                    words in str(e) for words in _EMPTY_DATABASE_RACE):
+                # Two processes creating the tables of one new MySQL database: MLMD asks the
+                # later one to retry once the other is done (measured: two runs at once).
+                time.sleep(0.1 * retries)
+                continue
+            raise _open_error(config, e) from e
+
+
+def _open_error(config: ConnectionConfig, e: Exception) -> MetadataError:
+    reason = redact(str(e), config)
+    if reason.rstrip().endswith("errno: , error:"):  # MLMD's client says nothing more
+        reason += " (ML Metadata's MySQL client gives no reason)"
+    return MetadataError(f"cannot open ML Metadata store {describe_store(config)}: {reason}")
 
 
 def redact(message: str, config: ConnectionConfig) -> str:

@@ -89,10 +89,14 @@ def ServingPusher(  # noqa: N802
     batching_json: Parameter[str],
     serving_json: Parameter[str],
     code_fingerprint: Parameter[str] = "",
+    reason: Parameter[str] = "",
+    requested_by: Parameter[str] = "",
 ) -> None:
     """Releases the model when both the Evaluator and the signature validator blessed it.
 
-    `code_fingerprint` is not read: it re-runs the pusher when its code changes.
+    `code_fingerprint` is not read: it re-runs the pusher when its code changes. `reason` and
+    `requested_by` (why and by whom the run was asked for) go into the release record's notes;
+    set where no ML Metadata store records the run's request (a Kubeflow run's parameters).
     """
     if not is_blessed(model_blessing):
         return not_pushed(pushed_model, "the Evaluator did not bless the model")
@@ -114,6 +118,7 @@ def ServingPusher(  # noqa: N802
         batching=json.loads(batching_json) if batching_json else None,
         contract=verdict.contract,
         breaking_change_reason=verdict.allowed_breaking_reason,
+        notes={k: v for k, v in (("reason", reason), ("requested_by", requested_by)) if v},
     )
     server = ServerConfig.from_json(serving_json)
     release = release_version(

@@ -29,6 +29,7 @@ from typing import Any
 
 from components.metadata import (
     MetadataError,
+    MySQLSettings,
     OperationRecord,
     RecordedOperation,
     record_operation,
@@ -165,15 +166,15 @@ class Audit:
     Attributes:
         reason: why; kept in ``labels.json``'s history and in ML Metadata.
         actor: who, recorded likewise; None: the user running this process (``current_actor``).
-        metadata_path: the ML Metadata SQLite file to record the operation in; None: not
-            recorded.
+        metadata_path: the ML Metadata store to record the operation in: a SQLite file, or
+            ``components.metadata.MySQLSettings``; None: not recorded.
         pipeline_name: the pipeline whose MLMD context the execution joins, if present.
         now: the operation time; None: the current time (UTC).
     """
 
     reason: str | None = None
     actor: str | None = None
-    metadata_path: str | None = None
+    metadata_path: str | MySQLSettings | None = None
     pipeline_name: str | None = None
     now: dt.datetime | None = None
 

@@ -53,11 +53,12 @@ def state_at_start(cfg: PipelineConfig) -> StartState:
       Exception: the store or the base path cannot be read (the caller then records nothing).
     """
     from components import serving
-    from components.metadata import metadata_marks, open_store
+    from components.metadata import metadata_marks, open_store, store_exists
 
     marks = {kind: [0, 0] for kind in ("executions", "artifacts", "contexts")}
-    if os.path.exists(cfg.resolved_metadata_path):
-        marks = metadata_marks(open_store(cfg.resolved_metadata_path))
+    target = cfg.metadata_target
+    if store_exists(target):
+        marks = metadata_marks(open_store(target))
     base = os.path.abspath(cfg.pusher.base_path)
     return StartState(marks, len(serving.read_state(base).history), serving.fingerprint(base))
 

@@ -42,15 +42,25 @@ def check_output_paths(cfg: PipelineConfig) -> None:
     anything is: a base path that is a file otherwise ends a whole training run in "not
     pushed".
 
+    A MySQL/MariaDB store (`metadata.kind: mysql`) is opened, and created if missing: the
+    server must answer, take the credentials and the TLS settings (within
+    `metadata.connect_timeout_seconds` per step).
+
     Raises:
       ConfigError: `<key>: <path> <what is wrong>`, for work_dir, pipeline_root,
-        metadata_path and pusher.base_path (work_dir for the ones derived from it).
+        metadata_path and pusher.base_path (work_dir for the ones derived from it); the
+        MySQL password's variable or file, or a TLS file, cannot be read.
+      MetadataError: the MySQL store cannot be opened; one line naming the server and the
+        database, and why.
     """
     _check_folder("work_dir", os.path.abspath(cfg.work_dir))
     _check_folder("pipeline_root" if cfg.pipeline_root else "work_dir",
                   cfg.resolved_pipeline_root)
-    _check_metadata("metadata_path" if cfg.metadata_path else "work_dir",
-                    cfg.resolved_metadata_path)
+    if cfg.metadata.kind == "mysql":
+        _check_mysql(cfg)
+    else:
+        _check_metadata("metadata_path" if cfg.metadata_path else "work_dir",
+                        cfg.resolved_metadata_path)
     _check_folder("pusher.base_path", os.path.abspath(cfg.pusher.base_path))
 
 
@@ -81,6 +91,21 @@ def _check_creatable(key: str, path: str) -> None:
                           "not a directory")
     if not _writable(ancestor):
         raise ConfigError(f"{key}: {path} cannot be created: {ancestor} is not writable")
+
+
+def _check_mysql(cfg: PipelineConfig) -> None:
+    """The files of `metadata.tls` can be read, and the store opens (created if missing)."""
+    from components.metadata import open_store
+
+    target = cfg.metadata_target  # reads the password: ConfigError naming its variable/file
+    tls = cfg.metadata.tls
+    for name in ("ca", "cert", "key"):
+        path = getattr(tls, name) if tls is not None else None
+        if path is not None and not os.access(path, os.R_OK):
+            path = os.path.abspath(path)
+            why = "no such file" if not os.path.exists(path) else "not readable"
+            raise ConfigError(f"{cfg.where}: metadata.tls.{name}: {path}: {why}")
+    open_store(target, create=True)
 
 
 def _check_metadata(key: str, path: str) -> None:

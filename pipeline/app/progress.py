@@ -68,7 +68,7 @@ def node_state(cfg: PipelineConfig, run_id: str, name: str) -> str:
 
     try:
         execution = get_run_executions(
-            open_store(cfg.resolved_metadata_path), cfg.pipeline_name, run_id
+            open_store(cfg.metadata_target), cfg.pipeline_name, run_id
         ).get(name)
     except Exception:  # noqa: BLE001  (a progress line must never break the run)
         return "finished"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from components.evaluator.metrics import overall_metrics
 from components.metadata import (
@@ -12,6 +11,7 @@ from components.metadata import (
     get_output_artifacts,
     get_run_executions,
     open_store,
+    store_exists,
 )
 from pipeline.app.run_result import ComponentRun, RunResult
 from pipeline.config import PipelineConfig
@@ -65,11 +65,11 @@ def collect_report(cfg: PipelineConfig, result, seconds: dict[str, float]) -> No
     (the Evaluator's, then the signature validator's, prefixed ``signature:``) from MLMD."""
     from pipeline.build import NODE_ORDER
 
-    path = cfg.resolved_metadata_path
+    target = cfg.metadata_target
     executions = {}
     store = None
-    if os.path.exists(path):
-        store = open_store(path)
+    if store_exists(target):
+        store = open_store(target)
         executions = get_run_executions(store, cfg.pipeline_name, result.run_id)
     names = [n for n in NODE_ORDER if n in executions or n in seconds] or list(executions)
     for name in NODE_ORDER:
@@ -169,7 +169,7 @@ def run_result_from_metadata(cfg: PipelineConfig, run_id: str) -> RunResult:
     cached, "running" while a node runs, "failed" otherwise (`error` names the first node that
     failed or did not run); `span` is the span the examples were read from."""
     result = RunResult(run_id=run_id, status="failed",
-                       metadata_uri=cfg.resolved_metadata_path,
+                       metadata_uri=cfg.metadata_uri,
                        pipeline_root=cfg.resolved_pipeline_root)
     collect_report(cfg, result, _execution_seconds(cfg, run_id))
     states = {c.name: c.status for c in result.components}
@@ -187,17 +187,19 @@ def run_result_from_metadata(cfg: PipelineConfig, run_id: str) -> RunResult:
 
 def _execution_seconds(cfg: PipelineConfig, run_id: str) -> dict[str, float]:
     """Node -> seconds from its execution's creation to its last update (MLMD's clock)."""
-    if not os.path.exists(cfg.resolved_metadata_path):
+    target = cfg.metadata_target
+    if not store_exists(target):
         return {}
-    store = open_store(cfg.resolved_metadata_path)
+    store = open_store(target)
     return {name: max(0, e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
             for name, e in get_run_executions(store, cfg.pipeline_name, run_id).items()}
 
 
 def _examples_span(cfg: PipelineConfig, run_id: str) -> int | None:
-    if not os.path.exists(cfg.resolved_metadata_path):
+    target = cfg.metadata_target
+    if not store_exists(target):
         return None
-    store = open_store(cfg.resolved_metadata_path)
+    store = open_store(target)
     gen = get_run_executions(store, cfg.pipeline_name, run_id).get("ImportExampleGen")
     for a in get_output_artifacts(store, gen.id, "examples") if gen is not None else []:
         span = custom_property(a, "span")  # TFX keeps it there, not in the type's properties

@@ -12,8 +12,10 @@ a callable `run(cfg, run_id) -> None` that builds the pipeline with
 `pipeline.build.build_pipeline(cfg, ...)`, runs it to the end under `run_id` and raises when it
 fails. A runner that can run part of the pipeline also takes `partial=` (`runners.partial`).
 
-Who asked for the run, and why (`RunRequest`), is recorded in ML Metadata before the run starts
-and linked to the run's context after it (`components.metadata.run_requests`).
+Who asked for the run, and why (`RunRequest`), is recorded in ML Metadata before the run starts,
+with what it is made of (git commit, configuration, input files: `pipeline.provenance`), and
+linked to the run's context after it (`components.metadata.run_requests`); the metrics the
+report reads are recorded with the request too, for `pipeline lineage` and `runs show`.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def run_pipeline(
     Raises:
       KeyboardInterrupt: after the result is reported to the log.
     """
+    from components.metadata.store import MetadataError
     from components.tf_process import prepare_tf_process
     from pipeline.app.preflight import check_output_paths, preflight
     from pipeline.app.run_log import error_kind, error_line, open_run_log
@@ -91,7 +94,7 @@ def run_pipeline(
     result = RunResult(
         run_id=run_id,
         status="failed",
-        metadata_uri=cfg.resolved_metadata_path,
+        metadata_uri=cfg.metadata_uri,
         pipeline_root=cfg.resolved_pipeline_root,
         log_file=os.path.abspath(os.path.join(cfg.work_dir, "logs", f"{run_id}.log")),
     )
@@ -100,13 +103,18 @@ def run_pipeline(
     except ConfigError as e:
         result.error, result.error_kind, result.log_file = str(e), "config", ""
         return result
-    log_handler = open_run_log(result.log_file)
+    except MetadataError as e:  # a MySQL server that cannot be reached or refuses the login
+        result.error, result.error_kind, result.log_file = str(e), "run", ""
+        return result
+    # The MySQL password (read by check_output_paths): TFX logs the connection config.
+    password = getattr(cfg.metadata_target, "password", "")
+    log_handler = open_run_log(result.log_file, secrets=[password])
     inputs = None if partial is not None else inputs_before_run(cfg)
     through_tfx = full or not cfg.enable_cache or bool(request and request.reason)
     if inputs and not through_tfx and reuse_last_run(cfg, result, inputs):
         log_handler.flush()
         return result
-    requested = _record_request(cfg, run_id, request, partial, result)
+    requested = _record_request(cfg, run_id, request, partial, result, runner)
     # Before anything of the run: what changes after this and is not the run's own is found.
     start = state_before_run(cfg) if inputs else None
     progress = ProgressHandler(on_progress, lambda name: node_state(cfg, run_id, name))
@@ -130,6 +138,7 @@ def run_pipeline(
         logging.getLogger().removeHandler(progress)
         _link_request(cfg, run_id, requested)
         _report(cfg, result, progress.seconds)
+        _record_metrics(cfg, result)
         if partial is not None:
             _report_partial(cfg, result, partial)
         if result.status == "succeeded" and inputs:
@@ -147,11 +156,33 @@ def _report(cfg: PipelineConfig, result: RunResult, seconds: dict[str, float]) -
         log.exception("could not read the run report from MLMD")
 
 
+def _record_metrics(cfg: PipelineConfig, result: RunResult) -> None:
+    """Records the metrics the report read (TFMA's files) with the run's request, naming the
+    run's ModelEvaluation, so that `pipeline lineage` and `pipeline runs show` answer without
+    TensorFlow (not on the artifact itself: see `record_run_metrics`). A failure is logged."""
+    if not result.metrics:
+        return
+    from components.metadata import get_output_artifacts, get_run_executions, open_store
+    from components.metadata.run_requests import record_run_metrics
+
+    try:
+        store = open_store(cfg.metadata_target)
+        evaluator = get_run_executions(store, cfg.pipeline_name, result.run_id).get("Evaluator")
+        for a in get_output_artifacts(store, evaluator.id) if evaluator is not None else []:
+            if a.type == "ModelEvaluation":
+                record_run_metrics(store, result.run_id, a.id, result.metrics)
+    except Exception:  # noqa: BLE001  (informative: never fails the run)
+        log.warning("the metrics of run %s were not recorded in ML Metadata", result.run_id,
+                    exc_info=True)
+
+
 def _record_request(cfg: PipelineConfig, run_id: str, request: RunRequest | None,
-                    partial: PartialRun | None, result: RunResult) -> int | None:
-    """Records `request` with the run's parameters in ML Metadata (before the run, so that a
-    refused or crashed run's request is on record too); its execution id, or None. A failure
-    is logged: the run goes on without the record."""
+                    partial: PartialRun | None, result: RunResult, runner: Runner | None = None
+                    ) -> int | None:
+    """Records `request` with the run's parameters and provenance (git commit, configuration,
+    input files: `pipeline.provenance`) in ML Metadata (before the run, so that a refused or
+    crashed run's request is on record too); its execution id, or None. A failure is logged:
+    the run goes on without the record."""
     if request is None:
         return None
     import dataclasses
@@ -166,8 +197,18 @@ def _record_request(cfg: PipelineConfig, run_id: str, request: RunRequest | None
                     "to_nodes": partial.to_nodes}
     request = dataclasses.replace(request, details={**request.details, **resolved})
     result.request = request.to_json()
+    try:  # what the run is made of: code, configuration, input files (a partial run's data
+        # may be the reused run's: no files)
+        from pipeline.provenance import run_provenance
+
+        orchestrator = getattr(runner, "__module__", "").rpartition(".")[2] or "local"
+        request = dataclasses.replace(request, provenance=run_provenance(
+            cfg, with_data=partial is None, orchestrator=orchestrator))
+    except Exception:  # noqa: BLE001  (the run matters more than its provenance's record)
+        log.warning("the run's provenance (git, config, input files) was not taken",
+                    exc_info=True)
     try:
-        store = open_store(cfg.resolved_metadata_path, create=True)
+        store = open_store(cfg.metadata_target, create=True)
         execution_id = record_run_request(store, cfg.pipeline_name, run_id, request)
     except Exception:  # noqa: BLE001  (the run matters more than its request's record)
         log.warning("the run request was not recorded in ML Metadata", exc_info=True)
@@ -184,7 +225,7 @@ def _link_request(cfg: PipelineConfig, run_id: str, execution_id: int | None) ->
     from components.metadata import link_run_request, open_store
 
     try:
-        link_run_request(open_store(cfg.resolved_metadata_path), execution_id, run_id)
+        link_run_request(open_store(cfg.metadata_target), execution_id, run_id)
     except Exception:  # noqa: BLE001
         log.warning("the run request was not linked to run %s", run_id, exc_info=True)
 
@@ -215,7 +256,7 @@ def _span_read(cfg: PipelineConfig, run_id: str, node: str) -> int | None:
     )
 
     try:
-        store = open_store(cfg.resolved_metadata_path)
+        store = open_store(cfg.metadata_target)
         execution = get_run_executions(store, cfg.pipeline_name, run_id).get(node)
         # TFX 1.16 records an Examples' span as a custom property.
         spans = {custom_property(a, "span") for a in get_output_artifacts(store, execution.id)}

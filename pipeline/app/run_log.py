@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 
 
 class RunLogHandler(logging.FileHandler):
@@ -11,14 +12,31 @@ class RunLogHandler(logging.FileHandler):
     in the same process replaces it instead of writing to both files)."""
 
 
-def open_run_log(log_file: str) -> logging.Handler:
+class RedactingFormatter(logging.Formatter):
+    """Writes `***` for each secret wherever it shows in a line, traceback included: TFX's
+    LocalDagRunner logs the ML Metadata connection config, a MySQL password in it."""
+
+    def __init__(self, fmt: str, secrets: Iterable[str] = ()):
+        super().__init__(fmt)
+        self.secrets = [s for s in secrets if s]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def open_run_log(log_file: str, secrets: Iterable[str] = ()) -> logging.Handler:
     """Sends every library log line (TFX, Beam, absl, the project) to `log_file` instead of
-    the terminal, at INFO, from now until the process ends or the next run opens its log."""
+    the terminal, at INFO, from now until the process ends or the next run opens its log;
+    `secrets` (the ML Metadata password) are written as `***`."""
     from absl import logging as absl_logging
 
     os.makedirs(os.path.dirname(log_file), exist_ok=True)
     handler = RunLogHandler(log_file)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
     root = logging.getLogger()
     root.removeHandler(absl_logging.get_absl_handler())
     for h in list(root.handlers):

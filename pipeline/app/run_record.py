@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from pipeline.app.run_result import ComponentRun, RunResult
@@ -37,13 +36,14 @@ def inputs_before_run(cfg: PipelineConfig) -> dict[str, str] | None:
 
 def reuse_last_run(cfg: PipelineConfig, result: RunResult, inputs: dict[str, str]) -> bool:
     """Fills `result` from the last successful run and says True when nothing changed since."""
-    from components.metadata import open_store
+    from components.metadata import open_store, store_exists
     from pipeline.app.up_to_date import check
 
-    if not os.path.exists(cfg.resolved_metadata_path):
-        return False
     try:
-        freshness = check(cfg, inputs, open_store(cfg.resolved_metadata_path))
+        target = cfg.metadata_target
+        if not store_exists(target):
+            return False
+        freshness = check(cfg, inputs, open_store(target))
     except Exception:  # noqa: BLE001  (when in doubt, go through TFX)
         log.warning("up-to-date check failed; running through TFX", exc_info=True)
         return False
@@ -91,7 +91,7 @@ def save_run_record(cfg: PipelineConfig, inputs: dict[str, str], result: RunResu
     from pipeline.app.up_to_date import record_path, save_record
 
     try:
-        store = open_store(cfg.resolved_metadata_path)
+        store = open_store(cfg.metadata_target)
         data = result.to_json()
         others = ["the state before the run is unknown"] if start is None else (
             changes_by_others(cfg, store, data, start))

@@ -98,7 +98,7 @@ def input_fingerprint(cfg: PipelineConfig, span: int) -> dict[str, str]:
     config = config_to_dict(cfg)
     config["_absolute"] = {
         "data_root": root, "schema": os.path.abspath(cfg.data.schema),
-        "pipeline_root": cfg.resolved_pipeline_root, "metadata": cfg.resolved_metadata_path,
+        "pipeline_root": cfg.resolved_pipeline_root, "metadata": cfg.metadata_uri,
         "base_path": os.path.abspath(cfg.pusher.base_path), "span": span,
     }
     files = find_input_files(root, span_input_patterns(cfg, span))

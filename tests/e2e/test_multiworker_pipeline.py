@@ -15,7 +15,8 @@ import pytest
 
 from tests.e2e.conftest import REPO, run_json, write_overlay
 
-pytestmark = pytest.mark.e2e
+# Heartbeat and silence bounds: run alone, not beside another test (make test).
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 # Two workers see the same data in a different order and split each batch between them: the
 # model differs, but on the 65 eval examples its accuracy must stay this close to one worker's.

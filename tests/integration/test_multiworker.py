@@ -26,7 +26,8 @@ from components.tf_process import LOG_LEVEL_QUIET, tf_child_env
 from components.trainer.cluster import free_loopback_ports, local_tf_configs
 from components.trainer.launcher import WorkerGroupError, run_local_workers
 
-pytestmark = pytest.mark.e2e
+# Heartbeat and silence bounds: run alone, not beside another test (make test).
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 REPO = Path(__file__).resolve().parents[2]
 PENGUINS = REPO / "data" / "penguins" / "span-2"

@@ -208,3 +208,16 @@ def test_a_served_version_edited_by_hand_is_refused_naming_it(base, tmp_path):
         f.write(b"x")
     with pytest.raises(BaselineError, match=rf"^{path}: content sha256 \w+ is not the released"):
         write_baseline(make_model(tmp_path, "c", 3), base.path, chain, str(tmp_path / "a"))
+
+
+def test_a_volume_not_mounted_is_refused_not_read_as_a_first_release(tmp_path):
+    from components.baseline.choice import check_mounted
+    from components.serving import ReleaseError
+
+    mounted = tmp_path / "serving"
+    mounted.mkdir()
+    check_mounted(str(mounted / "penguin"))  # the first release: the base path comes later
+    missing = tmp_path / "mnt" / "serving" / "penguin"
+    with pytest.raises(ReleaseError, match=r"mnt/serving does not exist.*volume mounted"):
+        check_mounted(str(missing))
+    assert stable_chain(str(missing)) == []  # what the node would have read without the check

@@ -227,3 +227,116 @@ def test_compile_does_not_import_tensorflow():
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "kind: TFJob" in proc.stdout
+
+
+# --- GPUs and MIG slices from the profile ----------------------------------------------------
+
+
+def with_tfjob(tmp_path, tfjob: dict, **extra) -> str:
+    """A config file giving `kubeflow.tfjob` (and any other top-level sections)."""
+    path = tmp_path / "tfjob.yaml"
+    path.write_text(yaml.safe_dump({"kubeflow": {"tfjob": tfjob}, **extra}))
+    return str(path)
+
+
+def test_profile_resources_and_mig_slice_go_into_requests_and_limits(tmp_path):
+    cfg = load_config(config_file=with_tfjob(tmp_path, {
+        "gpu_resource": "nvidia.com/mig-1g.10gb", "gpus_per_worker": 1,
+        "cpu": "6", "memory": "24Gi"}))
+    resources = container(render(cfg))["resources"]
+    expected = {"cpu": "6", "memory": "24Gi", "nvidia.com/mig-1g.10gb": "1"}
+    # An extended resource cannot be overcommitted: Kubernetes wants requests == limits.
+    assert resources == {"requests": expected, "limits": expected}
+
+
+def test_whole_gpus_per_worker(tmp_path):
+    cfg = load_config(config_file=with_tfjob(tmp_path, {"gpus_per_worker": 2}))
+    limits = container(render(cfg))["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "2"
+
+
+def test_no_gpu_asked_for_by_default(cfg):
+    resources = container(render(cfg))["resources"]
+    assert resources["limits"] == resources["requests"] == {"cpu": "2", "memory": "4Gi"}
+
+
+def test_image_comes_from_the_profile_and_arguments_override_it(tmp_path):
+    cfg = load_config(overrides={"kubeflow": {"image": "ghcr.io/acme/tfx:7",
+                                              "tfjob": {"cpu": "3", "memory": "5Gi"}}})
+    c = container(render_tfjob(cfg, workers=1, job_spec_uri=JOB))
+    assert c["image"] == "ghcr.io/acme/tfx:7"
+    assert c["resources"]["limits"] == {"cpu": "3", "memory": "5Gi"}
+    c = container(render_tfjob(cfg, workers=1, job_spec_uri=JOB, image="img:1", cpu="1",
+                               memory="1Gi"))
+    assert c["image"] == "img:1"
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+
+
+@pytest.mark.parametrize("communication, gpus", [("nccl", 1), ("auto", 1), ("auto", 0),
+                                                 ("ring", 0), ("ring", 1)])
+def test_communication_the_workers_resources_can_give(tmp_path, communication, gpus):
+    cfg = load_config(config_file=with_tfjob(
+        tmp_path, {"gpus_per_worker": gpus},
+        trainer={"distribution": {"communication": communication}}))
+    assert worker_spec(render(cfg))["replicas"] == 3
+
+
+def test_nccl_without_a_gpu_per_worker_is_refused(tmp_path):
+    cfg = load_config(overrides={"trainer": {"distribution": {"communication": "nccl"}}})
+    with pytest.raises(TFJobError, match=r"communication: nccl needs a GPU in each worker.*"
+                                         r"gpus_per_worker is 0"):
+        render(cfg)
+
+
+@pytest.mark.parametrize("resource, words", [
+    ("gpu", "'gpu' is not an extended resource name: expected domain/name"),
+    ("nvidia.com/", "is not an extended resource name"),
+    ("NVIDIA.com/gpu", "is not an extended resource name"),
+    ("nvidia.com/mig 1g", "is not an extended resource name"),
+    ("nvidia.com/gpu\nkind: Pod", "is not an extended resource name"),
+    ("kubernetes.io/gpu", "the kubernetes.io domain holds Kubernetes' own resources"),
+])
+def test_cli_refuses_a_resource_name_kubernetes_would_refuse(tmp_path, resource, words):
+    path = with_tfjob(tmp_path, {"gpu_resource": resource, "gpus_per_worker": 1})
+    proc = run_cli("--config", path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {path}: kubeflow.tfjob.gpu_resource: ") and (
+        words in lines[0]), lines[0]
+
+
+def test_cli_refuses_several_mig_slices_per_worker(tmp_path):
+    path = with_tfjob(tmp_path, {"gpu_resource": "nvidia.com/mig-2g.20gb", "gpus_per_worker": 2})
+    proc = run_cli("--config", path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: {path}: kubeflow.tfjob.gpus_per_worker: 2 slices of 'nvidia.com/mig-2g.20gb': "
+        "a CUDA process sees one MIG device, the others would sit idle; ask for 1 per worker "
+        "and more workers")
+
+
+def test_cli_refuses_nccl_without_gpus_in_one_line(tmp_path):
+    path = tmp_path / "nccl.yaml"
+    path.write_text("trainer: {distribution: {communication: nccl}}\n")
+    proc = run_cli("--config", str(path))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: trainer.distribution.communication: nccl needs a GPU")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_takes_gpus_from_the_profile_and_flags_over_it(tmp_path):
+    path = with_tfjob(tmp_path, {"gpu_resource": "nvidia.com/mig-1g.10gb",
+                                 "gpus_per_worker": 1, "cpu": "4", "memory": "16Gi"})
+    proc = run_cli("--config", path, "--memory", "12Gi")
+    assert proc.returncode == 0, proc.stderr
+    limits = container(yaml.safe_load(proc.stdout))["resources"]["limits"]
+    assert limits == {"cpu": "4", "memory": "12Gi", "nvidia.com/mig-1g.10gb": "1"}
+
+
+def test_cli_refuses_a_bad_quantity_in_the_profile(tmp_path):
+    path = with_tfjob(tmp_path, {"memory": "4 GB"})
+    proc = run_cli("--config", path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: {path}: kubeflow.tfjob.memory: '4 GB' is not a "
+                                   "Kubernetes quantity (e.g. 2, 500m, 4Gi)")

@@ -466,7 +466,9 @@ def test_cli_bad_span_flag_is_reported_like_a_config_error():
 def test_cli_unknown_profile():
     proc = run_cli("run", "--profile", "nope")
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == ["error: unknown profile 'nope'; known profiles: local"]
+    known = ", ".join(sorted(p.stem for p in config_mod.PROFILES_DIR.glob("*.yaml")))
+    assert "local" in known.split(", ")
+    assert proc.stderr.splitlines() == [f"error: unknown profile 'nope'; known profiles: {known}"]
 
 
 def test_cli_help_exits_zero_without_tensorflow():

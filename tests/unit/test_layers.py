@@ -25,8 +25,8 @@ def lint_imports(cwd: Path) -> tuple[int, str, dict[str, str]]:
     # import-linter 2.6 (the newest beside Airflow 2.9's rich<14) colours even a pipe.
     out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     # A long contract name wraps: join the lines of the summary before reading it.
-    summary = " ".join(out.split("Contracts:")[0].split("------------------------------------")[-1]
-                       .split())
+    # The rule under the header is as long as the "Analyzed N files" line: any run of dashes.
+    summary = " ".join(re.split(r"-{10,}", out.split("Contracts:")[0])[-1].split())
     verdicts = dict((name.strip(), verdict) for name, verdict in
                     re.findall(r"(.+?) (KEPT|BROKEN)", summary))
     return proc.returncode, out, verdicts
