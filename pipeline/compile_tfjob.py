@@ -178,7 +178,8 @@ def render_tfjob(
 def add_compile_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds `compile tfjob` to `subparsers` (from `add_subparsers`); argparse only."""
     compile_ = subparsers.add_parser(
-        "compile", help="render what another system runs (tfjob: a Kubeflow TFJob manifest)"
+        "compile", help="render what another system runs: a Kubeflow package, an Airflow "
+        "DAG, a TFJob manifest"
     )
     targets = compile_.add_subparsers(dest="compile_target", required=True, metavar="TARGET")
     tfjob = targets.add_parser("tfjob", help="a TFJob for N trainer workers, as YAML")
