@@ -4,8 +4,8 @@
 #     one module per worker): each is mostly one busy core (TFX, Beam in_memory, imports), so on
 #     2 cores two side by side take as long as one alone (measured: 95 s and 106 s together,
 #     94 s and 98 s alone).
-#  2. The fast tests, and the `serial` ones, alone: heartbeats and silence bounds under a
-#     neighbour's load would measure the neighbour.
+#  2. The fast tests, and the `serial` ones, alone: heartbeats, silence bounds and kills aimed
+#     by time under a neighbour's load would measure the neighbour.
 # TEST_WORKERS=N changes the first pass's workers (1: no parallelism); extra arguments go to both.
 set -uo pipefail
 cd "$(dirname "$0")/.."

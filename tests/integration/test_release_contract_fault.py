@@ -224,7 +224,9 @@ def _outcome(base: str, model: str, released: set[str]) -> str:
     return "killed before the record"
 
 
+# Kills are aimed by time at phases of tens of milliseconds: run alone (make test).
 @pytest.mark.slow
+@pytest.mark.serial
 def test_sigkill_in_every_phase_never_exposes_a_labelled_version_without_its_contract(tmp_path):
     base = str(tmp_path / "serving" / "penguin")
     steps = plan(MAX_TRIALS)

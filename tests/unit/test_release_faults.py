@@ -191,7 +191,9 @@ def _start_release(base: str, model: str, trial: int):
     return release_phases.start(release_phases.child_code(REPO, base, STEP_WAIT, release))
 
 
+# Kills are aimed by time at phases of tens of milliseconds: run alone (make test).
 @pytest.mark.slow
+@pytest.mark.serial
 def test_sigkill_in_every_phase_of_a_release_never_exposes_an_incomplete_version_or_config(
     tmp_path,
 ):
