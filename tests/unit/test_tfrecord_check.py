@@ -163,7 +163,31 @@ def test_flipped_length_byte_fails_with_crc_message(tmp_path):
     assert f"corrupted record #3 at byte offset {offset}: length CRC mismatch" in message
 
 
-def test_data_crc_is_checked_for_a_prefix_unless_full(tmp_path, monkeypatch):
+def test_with_the_c_crc_every_data_crc_is_checked(tmp_path, monkeypatch):
+    assert tfrecord_check._FAST_CRC is not None  # google-crc32c's C code, from the lock
+    monkeypatch.setattr(tfrecord_check, "DATA_CRC_MAX_RECORDS", 2)
+    path = _write(tmp_path / "data.tfrecord")
+    offset = _record_offset(RECORDS, 3)
+    content = bytearray(open(path, "rb").read())
+    content[offset + HEADER + 1] ^= 0xFF
+    open(path, "wb").write(bytes(content))
+    message = _check_error(path, examples=0)
+    assert f"corrupted record #3 at byte offset {offset}: data CRC mismatch" in message
+
+
+def test_c_and_python_crc32c_agree():
+    data = bytes(range(256)) * 9 + b"tail"
+    fast = tfrecord_check.crc32c(data)
+    assert fast == tfrecord_check._python_crc32c(data)
+    assert tfrecord_check.crc32c(data[100:], tfrecord_check.crc32c(data[:100])) == fast
+    assert tfrecord_check.crc32c(memoryview(data)) == fast
+    assert tfrecord_check.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+
+
+def test_without_the_c_crc_the_data_crc_is_checked_for_a_prefix_unless_full(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(tfrecord_check, "_FAST_CRC", None)
     monkeypatch.setattr(tfrecord_check, "DATA_CRC_MAX_RECORDS", 2)
     path = _write(tmp_path / "data.tfrecord")
     offset = _record_offset(RECORDS, 3)
@@ -247,3 +271,49 @@ def test_module_does_not_import_tensorflow():
         "assert 'tensorflow' not in sys.modules and 'tfx' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _outcome(path: str, **kwargs) -> str:
+    try:
+        return f"count {check_tfrecord_file(path, **kwargs)}"
+    except DataCheckError as e:
+        return str(e)
+
+
+@pytest.mark.parametrize("options", [None, "GZIP"])
+def test_fast_walk_gives_the_record_by_record_answer_on_every_damage(
+    tmp_path, monkeypatch, options
+):
+    """The C-CRC walk over whole buffered records (after the parsed ones) stops at anything not
+    plainly right and leaves it to the record-by-record path: every truncation point and
+    every flipped byte gives the same count or the same message with and without it, also
+    with blocks smaller than a record (refills in the middle of records)."""
+    records = [_example(i) for i in range(40)]
+    clean = _write(tmp_path / "clean.tfrecord", records)
+    raw = open(clean, "rb").read()
+    suffix = ".gz" if options else ""
+    damaged = []
+    for cut in range(0, len(raw), 37):
+        damaged.append(raw[:cut])
+    for flip in range(3, len(raw), 53):
+        content = bytearray(raw)
+        content[flip] ^= 0x10
+        damaged.append(bytes(content))
+    damaged.append(raw)
+    for block in (1024 * 1024, 64):
+        monkeypatch.setattr(tfrecord_check, "_READ_CHUNK", block)
+        for i, content in enumerate(damaged):
+            path = str(tmp_path / f"d{i}.tfrecord{suffix}")
+            if options:
+                import gzip
+
+                with gzip.open(path, "wb") as f:
+                    f.write(content)
+            else:
+                open(path, "wb").write(content)
+            fast = _outcome(path, examples=2)
+            with monkeypatch.context() as m:
+                m.setattr(tfrecord_check, "_FAST_CRC", None)
+                slow = _outcome(path, examples=2, full_data_crc=True)
+            assert fast == slow, (block, i)
+    assert _outcome(clean, examples=2) == "count 40"
