@@ -178,14 +178,19 @@ def build_pipeline(
         output_config=output_config,
         range_config=runtime.get("range_config", range_config),
     )
-    if cluster is not None:
-        # TFX resolves `{SPAN}` in a driver that only Vertex runs (a lifecycle hook that
-        # open-source KFP ignores): this executor resolves it when no driver did.
-        from tfx.dsl.components.base.executor_spec import BeamExecutorSpec
+    # Split folders of GZIP files are taken as they are (`data.import_mode`). Every one of
+    # these executors also resolves `{SPAN}` when no driver did: TFX does it in a driver that
+    # only Vertex runs (a lifecycle hook that open-source KFP ignores).
+    from tfx.dsl.components.base.executor_spec import BeamExecutorSpec
 
-        from components.example_gen.executor import SpanResolvingExecutor
+    from components.example_gen import executor as import_executors
 
-        example_gen.executor_spec = BeamExecutorSpec(SpanResolvingExecutor)
+    if cfg.data.import_mode != "beam":
+        example_gen.executor_spec = BeamExecutorSpec(
+            import_executors.LinkingImportExecutor if cfg.data.import_mode == "link"
+            else import_executors.FileImportExecutor)
+    elif cluster is not None:
+        example_gen.executor_spec = BeamExecutorSpec(import_executors.SpanResolvingExecutor)
     # TFX caches it on the files' size and mtime: a rewrite keeping both came back cached. A
     # digest of their content in `custom_config` (which its executor ignores) is part of the
     # cache key. Only where the data is a local directory (others compile where it is not).

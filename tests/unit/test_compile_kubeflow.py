@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 ENTRY_POINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 PROFILE_IMAGE = "registry.example.com/tfx-pipeline:latest"  # pipeline/profiles/kubeflow.yaml
 CUSTOM_NODES = {  # node -> the project's executor class the step runs
-    "ImportExampleGen": "components.example_gen.executor.SpanResolvingExecutor",
+    "ImportExampleGen": "components.example_gen.executor.FileImportExecutor",
     "ImportSchemaGen": "components.schema.component.CuratedSchemaImporter_Executor",
     "DataValidationGate": "components.data_validation.component.DataValidationGate_Executor",
     "StableBaseline": "components.baseline.component.StableBaseline_Executor",
