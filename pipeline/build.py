@@ -214,6 +214,10 @@ def build_pipeline(
             example_gen.exec_properties["custom_config"] = proto_utils.proto_to_json(
                 example_gen_pb2.CustomConfig(custom_config=packed))
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    # TFX's executor, reading GZIP tf.Examples through tf.data rather than Beam's Python reader.
+    from components.statistics import executor as statistics_executor
+
+    statistics_gen.executor_spec = BeamExecutorSpec(statistics_executor.Executor)
     # Not TFX's ImportSchemaGen, which is cached on the path: an edit in place was ignored.
     with open(schema_path, "rb") as f:
         schema_sha256 = schema_digest(f.read())

@@ -32,6 +32,7 @@ ENTRY_POINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow
 PROFILE_IMAGE = "registry.example.com/tfx-pipeline:latest"  # pipeline/profiles/kubeflow.yaml
 CUSTOM_NODES = {  # node -> the project's executor class the step runs
     "ImportExampleGen": "components.example_gen.executor.FileImportExecutor",
+    "StatisticsGen": "components.statistics.executor.Executor",
     "ImportSchemaGen": "components.schema.component.CuratedSchemaImporter_Executor",
     "DataValidationGate": "components.data_validation.component.DataValidationGate_Executor",
     "StableBaseline": "components.baseline.component.StableBaseline_Executor",

@@ -1,0 +1,1 @@
+"""StatisticsGen's executor: TFX's, reading GZIP tf.Example TFRecords through tf.data."""
