@@ -213,7 +213,13 @@ def build_pipeline(
             packed.Pack(wrappers_pb2.StringValue(value=f"data-sha256:{digest}"))
             example_gen.exec_properties["custom_config"] = proto_utils.proto_to_json(
                 example_gen_pb2.CustomConfig(custom_config=packed))
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    stats_options = None
+    if cfg.statistics.sample_rate is not None:
+        from tensorflow_data_validation.statistics.stats_options import StatsOptions
+
+        stats_options = StatsOptions(sample_rate=cfg.statistics.sample_rate)
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
+                                   stats_options=stats_options)
     # TFX's executor, reading GZIP tf.Examples through tf.data rather than Beam's Python reader.
     from components.statistics import executor as statistics_executor
 
