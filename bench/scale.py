@@ -7,9 +7,10 @@ as a whole process with a fresh work dir and serving base path (so no baseline: 
 release), 2,000 training steps at batch 256, label `label`, task binary, every feature,
 evaluator slices [color] and [bucket] and a binary_accuracy threshold (Bayes-optimal ~0.88).
 
-Prints per size: wall seconds; peak RSS twice: "max proc" is os.wait4's ru_maxrss (the largest
-single process of the run) and "tree" the largest sum of RSS over the whole process tree,
-sampled from /proc every 0.2 s (it sees Beam worker processes together); per-component
+Prints per size: wall seconds; peak memory three ways: "max proc" is os.wait4's ru_maxrss
+(the largest single process of the run), "tree" the largest sum of RSS over the whole process
+tree, and the largest sum of PSS over it (shared pages counted once: what the run occupies),
+both sampled from /proc every 0.2 s (they see Beam worker processes together); per-component
 seconds (the --json result's components) and examples/s for the components that read the
 data (ImportExampleGen, StatisticsGen: train + eval; Evaluator: eval; Trainer: steps x batch);
 and each figure's ratio to the previous size's, per example (1.00: the cost per example is
@@ -97,8 +98,22 @@ def overlay_text(tmp: str, data_root: Path, mode: str | None, workers: int | Non
     return "\n".join(lines) + "\n"
 
 
-def _tree_rss(root_pid: int) -> int:
-    """Sum of VmRSS (bytes) over `root_pid` and its descendants, read from /proc."""
+def _pss(pid: int) -> int:
+    """Proportional set size (bytes) of `pid`: shared pages divided among their sharers."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree_memory(root_pid: int) -> tuple[int, int]:
+    """Sums of VmRSS and of PSS (bytes) over `root_pid` and its descendants, from /proc. The
+    RSS sum counts a page shared by N processes N times (TensorFlow's libraries in every
+    Beam or trainer worker); the PSS sum counts it once: the memory the run occupies."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -114,25 +129,29 @@ def _tree_rss(root_pid: int) -> int:
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
         rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE")
-    total, todo = 0, [root_pid]
+    total_rss = total_pss = 0
+    todo = [root_pid]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        total_rss += rss.get(pid, 0)
+        total_pss += _pss(pid)
         todo.extend(children.get(pid, []))
-    return total
+    return total_rss, total_pss
 
 
-def timed_run(cmd: list[str], log: Path) -> tuple[float, float, float, dict]:
-    """Wall s, largest-process peak RSS MiB, process-tree peak RSS MiB, the JSON result."""
+def timed_run(cmd: list[str], log: Path) -> tuple[float, float, float, float, dict]:
+    """Wall s, largest-process peak RSS MiB, process-tree peak RSS and PSS MiB, the JSON
+    result."""
     start = time.monotonic()
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err)
-    peak = [0]
+    peak = [0, 0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            rss, pss = _tree_memory(proc.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -147,7 +166,7 @@ def timed_run(cmd: list[str], log: Path) -> tuple[float, float, float, dict]:
         raise SystemExit(f"error: run wrote no JSON result; see {log}") from None
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"error: run failed ({result.get('error')}); see {log}")
-    return seconds, rusage.ru_maxrss / 1024, peak[0] / 2**20, result
+    return seconds, rusage.ru_maxrss / 1024, peak[0] / 2**20, peak[1] / 2**20, result
 
 
 def main() -> None:
@@ -177,10 +196,11 @@ def main() -> None:
             cmd = [sys.executable, "-m", "pipeline.cli", "run", "--json", "--config",
                    str(overlay)]
             log = args.data_dir / f"run-{size_label(n_train)}-{os.getpid()}.log"
-            wall, rss, tree, result = timed_run(cmd, log)
+            wall, rss, tree, pss, result = timed_run(cmd, log)
         comps = {c["name"]: c["seconds"] for c in result["components"]}
         rows.append({"size": size_label(n_train), "train": n_train, "eval": n_eval,
-                     "wall": wall, "rss_max_proc": rss, "rss_tree": tree, "components": comps,
+                     "wall": wall, "rss_max_proc": rss, "rss_tree": tree, "pss_tree": pss,
+                     "components": comps,
                      "beam_mode": args.beam_mode, "beam_workers": args.beam_workers,
                      "metrics": args.metrics})
         print_row(rows, n_train, n_eval)
@@ -200,7 +220,8 @@ def print_row(rows: list[dict], n_train: int, n_eval: int) -> None:
 
     print(f"\n== {row['size']} train / {size_label(n_eval)} eval: wall {row['wall']:.1f} s"
           f"{ratio(row['wall'], prev and prev['wall'])}, peak RSS {row['rss_max_proc']:.0f} MiB"
-          f" (max proc), {row['rss_tree']:.0f} MiB (tree)")
+          f" (max proc), {row['rss_tree']:.0f} MiB (tree); peak PSS {row['pss_tree']:.0f} MiB"
+          " (tree)")
     print(f"  {'component':<22}{'seconds':>9}{'examples/s':>12}  cost/example vs previous")
     for name, secs in row["components"].items():
         rate = ""
