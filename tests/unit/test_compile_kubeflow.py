@@ -33,6 +33,7 @@ PROFILE_IMAGE = "registry.example.com/tfx-pipeline:latest"  # pipeline/profiles/
 CUSTOM_NODES = {  # node -> the project's executor class the step runs
     "ImportExampleGen": "components.example_gen.executor.FileImportExecutor",
     "StatisticsGen": "components.statistics.executor.Executor",
+    "Evaluator": "components.evaluator.executor.BatchedEvaluatorExecutor",
     "ImportSchemaGen": "components.schema.component.CuratedSchemaImporter_Executor",
     "DataValidationGate": "components.data_validation.component.DataValidationGate_Executor",
     "StableBaseline": "components.baseline.component.StableBaseline_Executor",

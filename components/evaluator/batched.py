@@ -1,0 +1,294 @@
+"""A batched (vectorized) replacement for TFMA's MetricsPlotsAndValidationsEvaluator.
+
+Measured at 100k eval examples with a baseline (tests/unit/test_batched_evaluator.py checks the
+values against stock TFMA): 193 s with stock TFMA, 134 s without Keras' compiled metrics,
+~20 s with this evaluator; the same metric values and the same validation result.
+
+TFMA 0.47 unbatches every record batch into one extract per example, fans it out to each of
+its slices, and calls every metric combiner's add_input once per (example, slice, model),
+through metric_util.to_label_prediction_example_weight (~50 us per call). This evaluator keeps
+TFMA's extractors up to the predictions (batched), groups each batch's rows by slice key with
+numpy, builds each combiner's accumulator for a whole group at once (ExampleCount,
+calibration histogram, binary confusion matrices), and then reuses TFMA's own
+merge/extract_output, derived metrics (AUC, binary_accuracy, ...), baseline diffs, validation
+and writers. An EvalConfig with any computation outside that (`supported`) runs stock TFMA.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis import constants
+from tensorflow_model_analysis.contrib.aggregates import binary_confusion_matrices as cbcm
+from tensorflow_model_analysis.evaluators import evaluator as tfma_evaluator
+from tensorflow_model_analysis.evaluators import metrics_plots_and_validations_evaluator as mpv
+from tensorflow_model_analysis.evaluators import metrics_validator
+from tensorflow_model_analysis.extractors import (
+    example_weights_extractor,
+    features_extractor,
+    labels_extractor,
+    predictions_extractor,
+    transformed_features_extractor,
+)
+from tensorflow_model_analysis.metrics import binary_confusion_matrices as bcm
+from tensorflow_model_analysis.metrics import calibration_histogram as ch
+from tensorflow_model_analysis.metrics import example_count as ec
+from tensorflow_model_analysis.metrics import metric_specs, metric_types
+from tensorflow_model_analysis.slicer import slicer_lib as slicer
+from tensorflow_model_analysis.utils import model_util
+
+
+def _row_values(values, n):
+    """A batched feature as a length-n list of per-row value tuples (None: feature absent)."""
+    if values is None:
+        return [None] * n
+    if isinstance(values, np.ndarray):
+        if values.ndim == 1:
+            return [(v,) for v in values.tolist()]
+        return [tuple(r) for r in values.reshape(n, -1).tolist()]
+    if isinstance(values, tfma.types.VarLenTensorValue):
+        return [tuple(r.tolist()) for r in values.dense_rows()]
+    raise NotImplementedError(f"slicing on a {type(values)} feature")
+
+
+class _Model:
+    """Per model: labels, predictions, weights as 1-D float64 arrays over the batch."""
+
+    def __init__(self, extract, spec, n_models):
+        name = spec.name if n_models > 1 else ""
+        labels = extract[constants.LABELS_KEY]
+        if isinstance(labels, dict) and name in labels:
+            labels = labels[name]
+        if isinstance(labels, dict) and spec.label_key in labels:
+            labels = labels[spec.label_key]
+        preds = extract[constants.PREDICTIONS_KEY]
+        if isinstance(preds, dict) and name in preds:
+            preds = preds[name]
+        if isinstance(preds, dict) and spec.prediction_key in preds:
+            preds = preds[spec.prediction_key]
+        self.labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+        self.preds = np.asarray(preds, dtype=np.float64).reshape(-1)
+        if len(self.labels) != len(self.preds):
+            raise ValueError("not a single-output binary/regression model")
+
+
+def _vectorized(combiner, idx, models) -> Any:
+    """The combiner's accumulator over rows idx, or NotImplemented."""
+    t = type(combiner)
+    if t is ec._ExampleCountCombiner and not combiner._example_weighted:
+        return float(len(idx))
+    if t is ch._CalibrationHistogramCombiner:
+        key = combiner._key
+        # Bucketed by label, a fractional label would be split in two (label 1 and 0) by
+        # TFMA: only the prediction-based histogram (AUC's) is computed here.
+        if (key.sub_key or combiner._aggregation_type or combiner._class_weights
+                or combiner._example_weighted or key.output_name
+                or not combiner._prediction_based_bucketing):
+            return NotImplemented
+        m = models[key.model_name]
+        lab, pred = m.labels[idx], m.preds[idx]
+        basis = pred if combiner._prediction_based_bucketing else lab
+        b = (basis - combiner._left) / combiner._range * combiner._num_buckets + 1
+        b = np.where(b < 0, 0, np.where(b >= combiner._num_buckets + 1,
+                                        combiner._num_buckets + 1, b)).astype(np.int64)
+        ids, inv = np.unique(b, return_inverse=True)
+        wl = np.bincount(inv, weights=lab)
+        wp = np.bincount(inv, weights=pred)
+        we = np.bincount(inv).astype(np.float64)
+        return {int(i): ch.Bucket(int(i), float(a), float(p), float(e))
+                for i, a, p, e in zip(ids, wl, wp, we, strict=False)}
+    if t is bcm._BinaryConfusionMatrixCombiner:
+        key = combiner._key
+        inner = combiner._binary_confusion_matrices
+        if (key.sub_key or combiner._aggregation_type or combiner._class_weights
+                or combiner._example_weighted or key.output_name or combiner._example_id_key
+                or not combiner._enable_fractional_labels):
+            return NotImplemented
+        m = models[key.model_name]
+        lab, pred = m.labels[idx], m.preds[idx]
+        if lab.size and (lab.min() < 0 or lab.max() > 1):
+            raise ValueError("fractional labels must be within [0, 1]")
+        acc = {}
+        for th in inner._thresholds:
+            above = pred > th
+            pos, neg = lab, 1.0 - lab
+            acc[th] = cbcm._ThresholdEntry(
+                cbcm.Matrix(tp=float(np.sum(pos[above])), tn=float(np.sum(neg[~above])),
+                            fp=float(np.sum(neg[above])), fn=float(np.sum(pos[~above]))),
+                [], [], [], [])
+        return acc
+    return NotImplemented
+
+
+class _BatchedAccumulateDoFn(beam.DoFn):
+    def __init__(self, eval_config, computations, slice_specs):
+        self._eval_config = eval_config
+        self._computations = computations
+        self._slice_specs = slice_specs
+        self._columns = sorted({c for s in slice_specs for c in s._columns}
+                               | {k for s in slice_specs for k, _ in s._features})
+
+    def setup(self):
+        self._combine_fn = mpv._ComputationsCombineFn(self._computations)
+        self._combine_fn.setup()
+
+    def process(self, extract):
+        features = extract[constants.FEATURES_KEY]
+        n = len(extract[constants.INPUT_KEY])
+        specs = self._eval_config.model_specs
+        models = {(s.name if len(specs) > 1 else ""): _Model(extract, s, len(specs)) for s in specs}
+        if any(v for v in (extract.get(constants.TRANSFORMED_FEATURES_KEY) or {}).values()):
+            raise NotImplementedError("slicing on transformed features")
+        cols = [_row_values(features.get(c), n) for c in self._columns]
+        # Group rows by the slicing columns' values: rows with the same values share slices.
+        groups: dict[Any, list[int]] = collections.defaultdict(list)
+        for i, key in enumerate(zip(*cols, strict=False) if cols else [()] * n):
+            groups[key].append(i)
+        rows_by_slice: dict[Any, list[np.ndarray]] = collections.defaultdict(list)
+        for key, rows in groups.items():
+            fd = {c: np.asarray(v) for c, v in zip(self._columns, key, strict=True)
+                  if v is not None}
+            idx = np.asarray(rows, dtype=np.int64)
+            for sk in set(slicer.get_slices_for_features_dicts([], fd, self._slice_specs)):
+                rows_by_slice[sk].append(idx)
+        for sk, parts in rows_by_slice.items():
+            idx = np.concatenate(parts)
+            accs = []
+            for combiner in self._combine_fn._combiners:
+                acc = _vectorized(combiner, idx, models)
+                if acc is NotImplemented:
+                    raise NotImplementedError(f"no batched path for {type(combiner)}")
+                accs.append(acc)
+            yield sk, tuple(accs)
+
+
+class _MergeCombineFn(beam.CombineFn):
+    """TFMA's _ComputationsCombineFn over accumulators instead of extracts."""
+
+    def __init__(self, computations):
+        self._fn = mpv._ComputationsCombineFn(computations)
+
+    def setup(self):
+        self._fn.setup()
+
+    def create_accumulator(self):
+        return self._fn.create_accumulator()
+
+    def add_input(self, acc, x):
+        return self._fn.merge_accumulators([acc, x])
+
+    def merge_accumulators(self, accs):
+        return self._fn.merge_accumulators(accs)
+
+    def compact(self, acc):
+        return self._fn.compact(acc)
+
+    def extract_output(self, acc):
+        return self._fn.extract_output(acc)
+
+
+@beam.ptransform_fn
+def _BatchedEvaluate(extracts, eval_config):
+    metrics_specs = list(eval_config.metrics_specs)
+    mc = mpv._filter_and_separate_computations(
+        metric_specs.to_computations(metrics_specs, eval_config=eval_config))
+    computations = mc.non_derived_computations
+    baseline = model_util.get_baseline_model_spec(eval_config)
+    slice_specs = [slicer.SingleSliceSpec(spec=s) for s in eval_config.slicing_specs] or [
+        slicer.SingleSliceSpec()]
+    results = (
+        extracts
+        | "BatchedAccumulate" >> beam.ParDo(_BatchedAccumulateDoFn(eval_config, computations,
+                                                                   slice_specs))
+        | "MergePerSlice" >> beam.CombinePerKey(_MergeCombineFn(computations))
+        | "AddDerivedCrossSliceAndDiffMetrics" >> mpv._AddDerivedCrossSliceAndDiffMetrics(
+            mc.derived_computations, mc.cross_slice_computations,
+            list(eval_config.cross_slicing_specs), baseline.name if baseline else None)
+        | "AddCIDerivedMetrics" >> beam.Map(mpv._add_ci_derived_metrics,
+                                            mc.ci_derived_computations)
+        | "RemovePrivateMetrics" >> beam.MapTuple(mpv._remove_private_metrics))
+    if eval_config.options.min_slice_size.value > 1:
+        raise NotImplementedError("min_slice_size")
+    metrics = results | "FilterByMetrics" >> beam.Map(mpv._filter_by_key_type,
+                                                      metric_types.MetricKey)
+    plots = results | "FilterByPlots" >> beam.Map(mpv._filter_by_key_type,
+                                                  metric_types.PlotKey)
+    attributions = results | "FilterByAttributions" >> beam.Map(
+        mpv._filter_by_key_type, metric_types.AttributionsKey)
+    validations = metrics | "ValidateMetrics" >> beam.Map(metrics_validator.validate_metrics,
+                                                          eval_config)
+    return {constants.METRICS_KEY: metrics, constants.PLOTS_KEY: plots,
+            constants.ATTRIBUTIONS_KEY: attributions, constants.VALIDATIONS_KEY: validations}
+
+
+_BATCHED = (ec._ExampleCountCombiner, ch._CalibrationHistogramCombiner,
+            bcm._BinaryConfusionMatrixCombiner)
+
+
+def supported(eval_config) -> bool:
+    """True if every computation of eval_config has a batched path (else use stock TFMA).
+
+    Keras' compiled metrics (options.include_default_metrics, on by default) have none, nor do
+    weighted examples, confidence intervals, min_slice_size, cross slices, query keys or SQL
+    slices, nor a metric class whose combiner is not one of ``_BATCHED``. This relies on
+    TFMA 0.47's private combiner fields (the lock pins it): a TFMA whose combiners changed
+    shape fails the equality test against stock TFMA.
+    """
+    o = eval_config.options
+    if not o.HasField("include_default_metrics") or o.include_default_metrics.value:
+        return False
+    if (o.compute_confidence_intervals.value or o.min_slice_size.value > 1
+            or eval_config.cross_slicing_specs
+            or any(s.query_key for s in eval_config.metrics_specs)
+            or any(s.slice_keys_sql for s in eval_config.slicing_specs)):
+        return False
+    mc = mpv._filter_and_separate_computations(metric_specs.to_computations(
+        list(eval_config.metrics_specs), eval_config=eval_config))
+    for c in mc.non_derived_computations:
+        # A lone StandardMetricInputsPreprocessor only filters the standard inputs (as
+        # TFMA's _PreprocessorDoFn treats it); any other preprocessor: stock TFMA.
+        if c.preprocessors and not (
+                len(c.preprocessors) == 1 and type(c.preprocessors[0])
+                is metric_types.StandardMetricInputsPreprocessor):
+            return False
+        if type(c.combiner) not in _BATCHED:
+            return False
+        if _vectorized(c.combiner, np.zeros(0, np.int64), _Probe()) is NotImplemented:
+            return False
+    return True
+
+
+class _Probe(dict):
+    """models[...] for the support check: any model, no rows."""
+
+    def __missing__(self, key):
+        m = _Model.__new__(_Model)
+        m.labels = m.preds = np.zeros(0)
+        return m
+
+
+def batched_extractors_and_evaluators(eval_config, eval_shared_model, tensor_adapter_config=None):
+    """(extractors, evaluators) for tfma.ExtractEvaluateAndWriteResults, or None if the
+    config has a computation without a batched path (then run stock TFMA)."""
+    if not supported(eval_config):
+        return None
+    tensor_representations = (tensor_adapter_config.tensor_representations
+                              if tensor_adapter_config else None)
+    extractors = [
+        features_extractor.FeaturesExtractor(eval_config=eval_config,
+                                             tensor_representations=tensor_representations),
+        transformed_features_extractor.TransformedFeaturesExtractor(
+            eval_config=eval_config, eval_shared_model=eval_shared_model),
+        labels_extractor.LabelsExtractor(eval_config=eval_config),
+        example_weights_extractor.ExampleWeightsExtractor(eval_config=eval_config),
+        predictions_extractor.PredictionsExtractor(eval_config=eval_config,
+                                                   eval_shared_model=eval_shared_model),
+    ]
+    evaluators = [tfma_evaluator.Evaluator(
+        stage_name="EvaluateMetricsAndPlots",
+        run_after=extractors[-1].stage_name,
+        ptransform=_BatchedEvaluate(eval_config=eval_config))]
+    return extractors, evaluators
