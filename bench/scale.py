@@ -200,7 +200,7 @@ def main() -> None:
         comps = {c["name"]: c["seconds"] for c in result["components"]}
         rows.append({"size": size_label(n_train), "train": n_train, "eval": n_eval,
                      "wall": wall, "rss_max_proc": rss, "rss_tree": tree, "pss_tree": pss,
-                     "components": comps,
+                     "components": comps, "evaluation": result.get("metrics"),
                      "beam_mode": args.beam_mode, "beam_workers": args.beam_workers,
                      "metrics": args.metrics})
         print_row(rows, n_train, n_eval)
@@ -223,6 +223,11 @@ def print_row(rows: list[dict], n_train: int, n_eval: int) -> None:
           f" (max proc), {row['rss_tree']:.0f} MiB (tree); peak PSS {row['pss_tree']:.0f} MiB"
           " (tree)")
     print(f"  {'component':<22}{'seconds':>9}{'examples/s':>12}  cost/example vs previous")
+    evaluation = row.get("evaluation") or {}
+    if evaluation:
+        print("  evaluation: " + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in sorted(evaluation.items())))
     for name, secs in row["components"].items():
         rate = ""
         if name in EXAMPLES_READ and secs > 0:
