@@ -163,14 +163,20 @@ def test_flipped_length_byte_fails_with_crc_message(tmp_path):
     assert f"corrupted record #3 at byte offset {offset}: length CRC mismatch" in message
 
 
-def test_with_the_c_crc_every_data_crc_is_checked(tmp_path, monkeypatch):
-    assert tfrecord_check._FAST_CRC is not None  # google-crc32c's C code, from the lock
-    monkeypatch.setattr(tfrecord_check, "DATA_CRC_MAX_RECORDS", 2)
+def _damage_record_3s_data(tmp_path) -> tuple[str, int]:
+    """A file whose record #3 has one data byte flipped (its framing intact); its offset."""
     path = _write(tmp_path / "data.tfrecord")
     offset = _record_offset(RECORDS, 3)
     content = bytearray(open(path, "rb").read())
     content[offset + HEADER + 1] ^= 0xFF
     open(path, "wb").write(bytes(content))
+    return path, offset
+
+
+def test_with_the_c_crc_every_data_crc_is_checked(tmp_path, monkeypatch):
+    assert tfrecord_check._FAST_CRC is not None  # google-crc32c's C code, from the lock
+    monkeypatch.setattr(tfrecord_check, "DATA_CRC_MAX_RECORDS", 2)
+    path, offset = _damage_record_3s_data(tmp_path)
     message = _check_error(path, examples=0)
     assert f"corrupted record #3 at byte offset {offset}: data CRC mismatch" in message
 
@@ -189,11 +195,7 @@ def test_without_the_c_crc_the_data_crc_is_checked_for_a_prefix_unless_full(
 ):
     monkeypatch.setattr(tfrecord_check, "_FAST_CRC", None)
     monkeypatch.setattr(tfrecord_check, "DATA_CRC_MAX_RECORDS", 2)
-    path = _write(tmp_path / "data.tfrecord")
-    offset = _record_offset(RECORDS, 3)
-    content = bytearray(open(path, "rb").read())
-    content[offset + HEADER + 1] ^= 0xFF
-    open(path, "wb").write(bytes(content))
+    path, offset = _damage_record_3s_data(tmp_path)
     # Record #3 is past the sampled prefix: framing is intact, so the check passes (unless its
     # damaged payload is among the records parsed as tf.Example).
     assert check_tfrecord_file(path, examples=0) == N_RECORDS
