@@ -10,7 +10,7 @@ evaluator slices [color] and [bucket] and a binary_accuracy threshold (Bayes-opt
 Prints per size: wall seconds; peak memory three ways: "max proc" is os.wait4's ru_maxrss
 (the largest single process of the run), "tree" the largest sum of RSS over the whole process
 tree, and the largest sum of PSS over it (shared pages counted once: what the run occupies),
-both sampled from /proc every 0.2 s (they see Beam worker processes together); per-component
+both sampled from /proc every 0.1 s (they see Beam worker processes together); per-component
 seconds (the --json result's components) and examples/s for the components that read the
 data (ImportExampleGen, StatisticsGen: train + eval; Evaluator: eval; Trainer: steps x batch);
 and each figure's ratio to the previous size's, per example (1.00: the cost per example is
@@ -136,7 +136,22 @@ def _tree_memory(root_pid: int) -> tuple[int, int]:
         total_rss += rss.get(pid, 0)
         total_pss += _pss(pid)
         todo.extend(children.get(pid, []))
+        if pid in rss and rss[pid] > _PEAKS.get(pid, (0,))[0]:
+            _PEAKS[pid] = (rss[pid], time.monotonic(), _cmdline(pid))
     return total_rss, total_pss
+
+
+# pid -> (its largest RSS seen, when, its command line): which process the peak is.
+_PEAKS: dict[int, tuple[int, float, str]] = {}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    return " ".join(w for w in words if w)[:120]
 
 
 def timed_run(cmd: list[str], log: Path) -> tuple[float, float, float, float, dict]:
@@ -147,9 +162,10 @@ def timed_run(cmd: list[str], log: Path) -> tuple[float, float, float, float, di
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err)
     peak = [0, 0]
     done = threading.Event()
+    _PEAKS.clear()
 
     def sample() -> None:
-        while not done.wait(0.2):
+        while not done.wait(0.1):
             rss, pss = _tree_memory(proc.pid)
             peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
 
@@ -164,6 +180,10 @@ def timed_run(cmd: list[str], log: Path) -> tuple[float, float, float, float, di
         result = json.loads(out)
     except json.JSONDecodeError:
         raise SystemExit(f"error: run wrote no JSON result; see {log}") from None
+    if _PEAKS:
+        big, when, cmd = max(_PEAKS.values())
+        print(f"  largest process seen: {big / 2**20:.0f} MiB RSS at {when - start:.0f} s: "
+              f"{cmd}", file=sys.stderr)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"error: run failed ({result.get('error')}); see {log}")
     return seconds, rusage.ru_maxrss / 1024, peak[0] / 2**20, peak[1] / 2**20, result
