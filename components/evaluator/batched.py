@@ -73,6 +73,12 @@ class _Model:
         self.preds = np.asarray(preds, dtype=np.float64).reshape(-1)
         if len(self.labels) != len(self.preds):
             raise ValueError("not a single-output binary/regression model")
+        # Stock TFMA fails on a NaN (int(nan) in the histogram's bucket); numpy would put it in
+        # a bucket of its own and the AUC would silently be wrong: fail as loudly.
+        for what, values in (("prediction", self.preds), ("label", self.labels)):
+            if not np.all(np.isfinite(values)):
+                raise ValueError(f"model {name or spec.name!r}: a {what} that is NaN or "
+                                 f"infinite ({spec.prediction_key or spec.label_key})")
 
 
 def _vectorized(combiner, idx, models) -> Any:
@@ -270,10 +276,35 @@ class _Probe(dict):
         return m
 
 
+def one_prediction_per_example(eval_shared_model, eval_config) -> bool:
+    """Every model's prediction is one number per example (a binary or regression model):
+    what the batched combiners read. A multiclass model's class probabilities (which TFMA
+    reads one class against the rest for BinaryAccuracy, AUC, ...) go to stock TFMA, as does
+    anything this cannot tell from the serving signature."""
+    shared_models = (eval_shared_model if isinstance(eval_shared_model, list)
+                     else [eval_shared_model])
+    try:
+        for shared in shared_models:
+            spec = model_util.get_model_spec(eval_config, shared.model_name)
+            outputs = shared.model_loader.load().signatures[
+                spec.signature_name or "serving_default"].structured_outputs
+            output = (outputs[spec.prediction_key] if spec.prediction_key
+                      else next(iter(outputs.values())) if len(outputs) == 1 else None)
+            if output is None:
+                return False
+            shape = output.shape
+            if not (shape.rank == 1 or (shape.rank == 2 and shape[-1] == 1)):
+                return False
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
 def batched_extractors_and_evaluators(eval_config, eval_shared_model, tensor_adapter_config=None):
     """(extractors, evaluators) for tfma.ExtractEvaluateAndWriteResults, or None if the
     config has a computation without a batched path (then run stock TFMA)."""
-    if not supported(eval_config):
+    if not supported(eval_config) or not one_prediction_per_example(eval_shared_model,
+                                                                     eval_config):
         return None
     tensor_representations = (tensor_adapter_config.tensor_representations
                               if tensor_adapter_config else None)
