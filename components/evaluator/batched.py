@@ -51,6 +51,13 @@ def _row_values(values, n):
         return [tuple(r) for r in values.reshape(n, -1).tolist()]
     if isinstance(values, tfma.types.VarLenTensorValue):
         return [tuple(r.tolist()) for r in values.dense_rows()]
+    if all(hasattr(values, a) for a in ("indices", "values", "dense_shape")):
+        # A sparse tensor value (a schema's sparse feature): the values of each row, in order.
+        rows: list[list] = [[] for _ in range(n)]
+        for index, value in zip(np.asarray(values.indices)[:, 0].tolist(),
+                                np.asarray(values.values).tolist(), strict=True):
+            rows[index].append(value)
+        return [tuple(r) for r in rows]
     raise NotImplementedError(f"slicing on a {type(values)} feature")
 
 
@@ -96,6 +103,8 @@ def _vectorized(combiner, idx, models) -> Any:
             return NotImplemented
         m = models[key.model_name]
         lab, pred = m.labels[idx], m.preds[idx]
+        if combiner._fractional_labels and lab.size and (lab.min() < 0 or lab.max() > 1):
+            raise ValueError("label must be within [0, 1]")  # as TFMA's fractional labels
         basis = pred if combiner._prediction_based_bucketing else lab
         b = (basis - combiner._left) / combiner._range * combiner._num_buckets + 1
         b = np.where(b < 0, 0, np.where(b >= combiner._num_buckets + 1,

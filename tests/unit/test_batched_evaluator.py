@@ -75,3 +75,49 @@ def test_a_nan_fails_the_evaluation(where):
     values[where][1] = 0.0
     model = module._Model(extract, spec, 1)
     assert model.preds.tolist() == values["predictions"].tolist()
+
+
+def test_a_label_outside_zero_one_fails_as_in_tfma():
+    """AUC's histogram and BinaryAccuracy's matrices read fractional labels: TFMA raises on a
+    label outside [0, 1], and so does the batched path."""
+    import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis import constants
+    from tensorflow_model_analysis.evaluators import metrics_plots_and_validations_evaluator as mpv
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    from components.evaluator import batched as module
+
+    config = _config()
+    config = tfma.EvalConfig(model_specs=config.model_specs, metrics_specs=config.metrics_specs,
+                             slicing_specs=config.slicing_specs, options=config.options)
+    computations = mpv._filter_and_separate_computations(metric_specs.to_computations(
+        list(config.metrics_specs), eval_config=config)).non_derived_computations
+    extract = {constants.LABELS_KEY: np.array([1.0, 2.0]),
+               constants.PREDICTIONS_KEY: np.array([0.9, 0.2])}
+    models = {"": module._Model(extract, config.model_specs[0], 1)}
+    idx = np.arange(2)
+    raised = 0
+    for computation in computations:
+        try:
+            module._vectorized(computation.combiner, idx, models)
+        except ValueError as e:
+            assert "within [0, 1]" in str(e)
+            raised += 1
+    assert raised >= 2  # the histogram and the confusion matrix
+
+
+def test_feature_values_per_row_from_every_batched_form():
+    import tensorflow as tf
+    import tensorflow_model_analysis as tfma
+
+    from components.evaluator.batched import _row_values
+
+    assert _row_values(None, 2) == [None, None]
+    assert _row_values(np.array([b"a", b"b"]), 2) == [(b"a",), (b"b",)]
+    assert _row_values(np.array([[1, 2], [3, 4]]), 2) == [(1, 2), (3, 4)]
+    ragged = tfma.types.VarLenTensorValue.from_dense_rows(
+        [np.array([b"x"]), np.array([], dtype=object), np.array([b"y", b"z"])])
+    assert _row_values(ragged, 3) == [(b"x",), (), (b"y", b"z")]
+    sparse = tf.compat.v1.SparseTensorValue(indices=np.array([[0, 0], [2, 0], [2, 1]]),
+                                            values=np.array([5, 6, 7]), dense_shape=[3, 2])
+    assert _row_values(sparse, 3) == [(5,), (), (6, 7)]
