@@ -9,7 +9,9 @@ its slices, and calls every metric combiner's add_input once per (example, slice
 through metric_util.to_label_prediction_example_weight (~50 us per call). This evaluator keeps
 TFMA's extractors up to the predictions (batched), groups each batch's rows by slice key with
 numpy, builds each combiner's accumulator for a whole group at once (ExampleCount,
-calibration histogram, binary confusion matrices), and then reuses TFMA's own
+calibration histogram, binary confusion matrices, and Keras metrics such as
+SparseCategoricalAccuracy or the crossentropies, updated on the group's rows as one batch),
+and then reuses TFMA's own
 merge/extract_output, derived metrics (AUC, binary_accuracy, ...), baseline diffs, validation
 and writers. An EvalConfig with any computation outside that (`supported`) runs stock TFMA.
 """
@@ -37,6 +39,7 @@ from tensorflow_model_analysis.metrics import binary_confusion_matrices as bcm
 from tensorflow_model_analysis.metrics import calibration_histogram as ch
 from tensorflow_model_analysis.metrics import example_count as ec
 from tensorflow_model_analysis.metrics import metric_specs, metric_types
+from tensorflow_model_analysis.metrics import tf_metric_wrapper as tfw
 from tensorflow_model_analysis.slicer import slicer_lib as slicer
 from tensorflow_model_analysis.utils import model_util
 
@@ -62,7 +65,10 @@ def _row_values(values, n):
 
 
 class _Model:
-    """Per model: labels, predictions, weights as 1-D float64 arrays over the batch."""
+    """Per model, over the batch: `raw_labels` and `raw_predictions`, (rows, values per row)
+    as the extract holds them (what Keras metrics read); `labels` and `preds`, 1-D float64,
+    where each row has one of each (what the histogram and confusion matrices read), else
+    None."""
 
     def __init__(self, extract, spec, n_models):
         name = spec.name if n_models > 1 else ""
@@ -76,16 +82,26 @@ class _Model:
             preds = preds[name]
         if isinstance(preds, dict) and spec.prediction_key in preds:
             preds = preds[spec.prediction_key]
-        self.labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-        self.preds = np.asarray(preds, dtype=np.float64).reshape(-1)
-        if len(self.labels) != len(self.preds):
-            raise ValueError("not a single-output binary/regression model")
+        preds = np.asarray(preds)
+        rows = len(preds)
+        self.raw_labels = np.asarray(labels).reshape(rows, -1)
+        self.raw_preds = preds.reshape(rows, -1)
+        single = self.raw_labels.shape[1] == 1 and self.raw_preds.shape[1] == 1
+        self.labels = self.raw_labels.astype(np.float64).reshape(-1) if single else None
+        self.preds = self.raw_preds.astype(np.float64).reshape(-1) if single else None
         # Stock TFMA fails on a NaN (int(nan) in the histogram's bucket); numpy would put it in
         # a bucket of its own and the AUC would silently be wrong: fail as loudly.
-        for what, values in (("prediction", self.preds), ("label", self.labels)):
-            if not np.all(np.isfinite(values)):
+        for what, values in (("prediction", self.raw_preds), ("label", self.raw_labels)):
+            if not np.all(np.isfinite(values.astype(np.float64))):
                 raise ValueError(f"model {name or spec.name!r}: a {what} that is NaN or "
                                  f"infinite ({spec.prediction_key or spec.label_key})")
+
+    def single(self, combiner) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, predictions) for a combiner that reads one of each per example."""
+        if self.labels is None:
+            raise ValueError(f"{type(combiner).__name__} reads one prediction per example; "
+                             "this model gives several")
+        return self.labels, self.preds
 
 
 def _vectorized(combiner, idx, models) -> Any:
@@ -101,8 +117,8 @@ def _vectorized(combiner, idx, models) -> Any:
                 or combiner._example_weighted or key.output_name
                 or not combiner._prediction_based_bucketing):
             return NotImplemented
-        m = models[key.model_name]
-        lab, pred = m.labels[idx], m.preds[idx]
+        lab, pred = models[key.model_name].single(combiner)
+        lab, pred = lab[idx], pred[idx]
         if combiner._fractional_labels and lab.size and (lab.min() < 0 or lab.max() > 1):
             raise ValueError("label must be within [0, 1]")  # as TFMA's fractional labels
         basis = pred if combiner._prediction_based_bucketing else lab
@@ -122,8 +138,8 @@ def _vectorized(combiner, idx, models) -> Any:
                 or combiner._example_weighted or key.output_name or combiner._example_id_key
                 or not combiner._enable_fractional_labels):
             return NotImplemented
-        m = models[key.model_name]
-        lab, pred = m.labels[idx], m.preds[idx]
+        lab, pred = models[key.model_name].single(combiner)
+        lab, pred = lab[idx], pred[idx]
         if lab.size and (lab.min() < 0 or lab.max() > 1):
             raise ValueError("fractional labels must be within [0, 1]")
         acc = {}
@@ -135,7 +151,34 @@ def _vectorized(combiner, idx, models) -> Any:
                             fp=float(np.sum(neg[above])), fn=float(np.sum(pos[~above]))),
                 [], [], [], [])
         return acc
+    if t is tfw._CompilableMetricsCombiner:
+        # A Keras metric (SparseCategoricalAccuracy, ...): TFMA stacks each example's label
+        # (1 value), prediction and weight (1.0) and calls update_state on batches of them,
+        # summing the metric's weights over batches; here one batch is the group's rows.
+        if (combiner._sub_key or combiner._aggregation_type or combiner._class_weights
+                or combiner._example_weighted or combiner._output_names != [""]
+                or _padded(combiner)):
+            return NotImplemented
+        acc = combiner.create_accumulator()
+        if idx.size:
+            m = models[combiner._model_name or ""]
+            labels, preds = m.raw_labels[idx], m.raw_preds[idx]
+            weights = np.ones((idx.size, 1), dtype=np.float32)
+            for metric_index, metric in enumerate(combiner._metrics[""]):
+                metric.reset_states()
+                metric.update_state(labels, preds, weights)
+                acc.add_weights(0, metric_index, metric.get_weights())
+        return acc
     return NotImplemented
+
+
+def _padded(combiner) -> bool:
+    """The model spec asks TFMA to pad labels and predictions (not done here)."""
+    config = combiner._eval_config
+    if config is None:
+        return False
+    spec = model_util.get_model_spec(config, combiner._model_name)
+    return spec is not None and spec.HasField("padding_options")
 
 
 class _BatchedAccumulateDoFn(beam.DoFn):
@@ -240,7 +283,9 @@ def _BatchedEvaluate(extracts, eval_config):
 
 
 _BATCHED = (ec._ExampleCountCombiner, ch._CalibrationHistogramCombiner,
-            bcm._BinaryConfusionMatrixCombiner)
+            bcm._BinaryConfusionMatrixCombiner, tfw._CompilableMetricsCombiner)
+# What reads one prediction per example (a multiclass model's go to stock TFMA for these).
+_SINGLE = (ch._CalibrationHistogramCombiner, bcm._BinaryConfusionMatrixCombiner)
 
 
 def supported(eval_config) -> bool:
@@ -282,7 +327,19 @@ class _Probe(dict):
     def __missing__(self, key):
         m = _Model.__new__(_Model)
         m.labels = m.preds = np.zeros(0)
+        m.raw_labels = m.raw_preds = np.zeros((0, 1))
         return m
+
+
+def _reads_single(eval_config) -> bool:
+    """Some computation reads one prediction per example (AUC's histogram, the confusion
+    matrices of BinaryAccuracy, Precision, ...)."""
+    return any(type(c.combiner) in _SINGLE for c in _computations(eval_config))
+
+
+def _computations(eval_config) -> list:
+    return mpv._filter_and_separate_computations(metric_specs.to_computations(
+        list(eval_config.metrics_specs), eval_config=eval_config)).non_derived_computations
 
 
 def one_prediction_per_example(eval_shared_model, eval_config) -> bool:
@@ -312,8 +369,10 @@ def one_prediction_per_example(eval_shared_model, eval_config) -> bool:
 def batched_extractors_and_evaluators(eval_config, eval_shared_model, tensor_adapter_config=None):
     """(extractors, evaluators) for tfma.ExtractEvaluateAndWriteResults, or None if the
     config has a computation without a batched path (then run stock TFMA)."""
-    if not supported(eval_config) or not one_prediction_per_example(eval_shared_model,
-                                                                     eval_config):
+    if not supported(eval_config):
+        return None
+    if _reads_single(eval_config) and not one_prediction_per_example(eval_shared_model,
+                                                                      eval_config):
         return None
     tensor_representations = (tensor_adapter_config.tensor_representations
                               if tensor_adapter_config else None)

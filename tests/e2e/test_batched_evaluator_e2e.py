@@ -51,6 +51,36 @@ def run(tmp_path_factory):
             "log": Path(result["log_file"]).read_text()}
 
 
+@pytest.fixture(scope="module")
+def penguin_run(tmp_path_factory):
+    """The multiclass sample: Keras metrics (SparseCategorical...) on class probabilities."""
+    tmp = tmp_path_factory.mktemp("penguin")
+    overlay = write_overlay(tmp, evaluator={
+        "metrics": MULTICLASS_METRICS, "slices": [["island"], ["sex"]],
+        "thresholds": [{"metric": "sparse_categorical_accuracy", "lower_bound": 0.5}]})
+    proc, result = run_json("--config", str(overlay))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    root = tmp / "var" / "pipeline_root"
+    return {"tmp": tmp, "examples": next((root / "ImportExampleGen/examples").iterdir()),
+            "model": next((root / "Trainer/model").iterdir()),
+            "evaluation": next((root / "Evaluator/evaluation").iterdir()),
+            "log": Path(result["log_file"]).read_text()}
+
+
+MULTICLASS_METRICS = ["ExampleCount", "SparseCategoricalAccuracy",
+                      "SparseCategoricalCrossentropy"]
+
+
+def _multiclass_config(lower_bound: float = 0.5):
+    from components.evaluator.eval_config import Threshold, build_eval_config
+
+    return build_eval_config(
+        label_key="species", task="multiclass", metrics=MULTICLASS_METRICS,
+        slices=[["island"], ["sex"]],
+        thresholds=[Threshold(metric="sparse_categorical_accuracy", lower_bound=lower_bound,
+                              max_regression=0.02)])
+
+
 def _eval_config(lower_bound: float = 0.55, change: float | None = None):
     from components.evaluator.eval_config import Threshold, build_eval_config
 
@@ -113,12 +143,13 @@ def _failures(evaluation: Path) -> tuple[bool, set]:
     return result.validation_ok, failed
 
 
-def _same_values(mine: dict, stock: dict) -> None:
+def _same_values(mine: dict, stock: dict, n_slices: int = 1 + 5 + 10,
+                 rel: float = 1e-9, abs_tol: float = 1e-12) -> None:
     assert sorted(mine) == sorted(stock)
     slices = {key[0] for key in mine}
-    assert len(slices) == 1 + 5 + 10  # overall, color, bucket
+    assert len(slices) == n_slices  # overall, color, bucket
     for key, value in stock.items():
-        assert mine[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+        assert mine[key] == pytest.approx(value, rel=rel, abs=abs_tol), key
 
 
 def test_the_pipelines_evaluation_is_stock_tfmas(run, tmp_path):
@@ -173,13 +204,43 @@ def test_configs_without_a_batched_path_run_stock_tfma():
     keras = _eval_config()
     keras.options.include_default_metrics.value = True
     assert not batched.supported(keras)
-    crossentropy = build_eval_config(
-        label_key="label", task="binary", metrics=[*METRICS, "BinaryCrossentropy"],
-        slices=[], thresholds=[Threshold(metric="binary_accuracy", lower_bound=0.5)])
-    assert not batched.supported(crossentropy)
+    def with_metric(name: str):
+        return build_eval_config(
+            label_key="label", task="binary", metrics=[*METRICS, name], slices=[],
+            thresholds=[Threshold(metric="binary_accuracy", lower_bound=0.5)])
+
+    assert batched.supported(with_metric("BinaryCrossentropy"))  # a Keras metric: batched
+    assert not batched.supported(with_metric("MeanLabel"))  # a TFMA combiner it lacks
     weighted = _eval_config()
     weighted.model_specs[0].example_weight_key = "f0"
     assert not batched.supported(weighted)
     intervals = _eval_config()
     intervals.options.compute_confidence_intervals.value = True
     assert not batched.supported(intervals)
+
+
+def test_multiclass_keras_metrics_are_stock_tfmas(penguin_run, tmp_path):
+    """SparseCategoricalAccuracy and SparseCategoricalCrossentropy (Keras metrics, whose
+    float32 sums TFMA adds up batch by batch) on the sample, with a baseline and slices."""
+    from tfx.components.evaluator.executor import Executor
+
+    from components.evaluator.executor import BatchedEvaluatorExecutor
+
+    assert "metrics computed a batch at a time" in penguin_run["log"]
+    slices = len({k[0] for k in _values(penguin_run["evaluation"])})
+    for lower_bound, ok in ((0.5, True), (0.999, False)):
+        config = _multiclass_config(lower_bound)
+        out = tmp_path / str(lower_bound)
+        mine = _evaluate(BatchedEvaluatorExecutor, penguin_run, out / "mine", config)
+        stock = _evaluate(Executor, penguin_run, out / "stock", config)
+        values = _values(mine / "evaluation")
+        assert {k[2] for k in values} >= {"sparse_categorical_accuracy",
+                                          "sparse_categorical_crossentropy", "example_count"}
+        stock_values = _values(stock / "evaluation")
+        # Accuracy's sums are counts: exact. The crossentropy's are float32 sums over other
+        # batches (a loss of ~6e-5 differed by 4e-9): within float32 rounding.
+        exact = {k: v for k, v in stock_values.items() if k[2] != "sparse_categorical_crossentropy"}
+        _same_values({k: values[k] for k in exact}, exact, n_slices=slices)
+        _same_values(values, stock_values, n_slices=slices, rel=1e-4, abs_tol=1e-7)
+        assert _failures(mine / "evaluation") == _failures(stock / "evaluation")
+        assert _failures(mine / "evaluation")[0] is ok

@@ -121,3 +121,16 @@ def test_feature_values_per_row_from_every_batched_form():
     sparse = tf.compat.v1.SparseTensorValue(indices=np.array([[0, 0], [2, 0], [2, 1]]),
                                             values=np.array([5, 6, 7]), dense_shape=[3, 2])
     assert _row_values(sparse, 3) == [(5,), (), (6, 7)]
+
+
+def test_a_multiclass_model_with_keras_metrics_only_is_batched(tmp_path):
+    from components.evaluator import batched as module
+    from components.evaluator.eval_config import Threshold, build_eval_config
+
+    config = build_eval_config(
+        label_key="species", task="multiclass",
+        metrics=["ExampleCount", "SparseCategoricalAccuracy"], slices=[],
+        thresholds=[Threshold(metric="sparse_categorical_accuracy", lower_bound=0.5)])
+    assert module.supported(config)
+    shared = _shared(_saved_model(tmp_path / "m", 3), config)
+    assert module.batched_extractors_and_evaluators(config, shared) is not None
