@@ -292,7 +292,6 @@ def _count_records(
             data = buf[start:end]
             footer = buf[end:end + foot]
             pos = end + foot
-            got = length
             data_crc = crc32c(data) if want_crc else 0
         else:  # longer than a block, or the stream ends inside it: read it in pieces
             data = buf[start:start + length]

@@ -104,6 +104,12 @@ class _Model:
         return self.labels, self.preds
 
 
+def _check_fractional(labels: np.ndarray) -> None:
+    """Labels read as fractional (TFMA's `_yield_fractional_labels`) lie within [0, 1]."""
+    if labels.size and (labels.min() < 0 or labels.max() > 1):
+        raise ValueError("label must be within [0, 1]")
+
+
 def _vectorized(combiner, idx, models) -> Any:
     """The combiner's accumulator over rows idx, or NotImplemented."""
     t = type(combiner)
@@ -119,10 +125,9 @@ def _vectorized(combiner, idx, models) -> Any:
             return NotImplemented
         lab, pred = models[key.model_name].single(combiner)
         lab, pred = lab[idx], pred[idx]
-        if combiner._fractional_labels and lab.size and (lab.min() < 0 or lab.max() > 1):
-            raise ValueError("label must be within [0, 1]")  # as TFMA's fractional labels
-        basis = pred if combiner._prediction_based_bucketing else lab
-        b = (basis - combiner._left) / combiner._range * combiner._num_buckets + 1
+        if combiner._fractional_labels:
+            _check_fractional(lab)
+        b = (pred - combiner._left) / combiner._range * combiner._num_buckets + 1
         b = np.where(b < 0, 0, np.where(b >= combiner._num_buckets + 1,
                                         combiner._num_buckets + 1, b)).astype(np.int64)
         ids, inv = np.unique(b, return_inverse=True)
@@ -130,7 +135,7 @@ def _vectorized(combiner, idx, models) -> Any:
         wp = np.bincount(inv, weights=pred)
         we = np.bincount(inv).astype(np.float64)
         return {int(i): ch.Bucket(int(i), float(a), float(p), float(e))
-                for i, a, p, e in zip(ids, wl, wp, we, strict=False)}
+                for i, a, p, e in zip(ids, wl, wp, we, strict=True)}
     if t is bcm._BinaryConfusionMatrixCombiner:
         key = combiner._key
         inner = combiner._binary_confusion_matrices
@@ -140,8 +145,7 @@ def _vectorized(combiner, idx, models) -> Any:
             return NotImplemented
         lab, pred = models[key.model_name].single(combiner)
         lab, pred = lab[idx], pred[idx]
-        if lab.size and (lab.min() < 0 or lab.max() > 1):
-            raise ValueError("fractional labels must be within [0, 1]")
+        _check_fractional(lab)
         acc = {}
         for th in inner._thresholds:
             above = pred > th
@@ -248,11 +252,15 @@ class _MergeCombineFn(beam.CombineFn):
         return self._fn.extract_output(acc)
 
 
+def _separated_computations(eval_config):
+    """TFMA's computations for the config, separated as its own evaluator separates them."""
+    return mpv._filter_and_separate_computations(metric_specs.to_computations(
+        list(eval_config.metrics_specs), eval_config=eval_config))
+
+
 @beam.ptransform_fn
 def _BatchedEvaluate(extracts, eval_config):
-    metrics_specs = list(eval_config.metrics_specs)
-    mc = mpv._filter_and_separate_computations(
-        metric_specs.to_computations(metrics_specs, eval_config=eval_config))
+    mc = _separated_computations(eval_config)
     computations = mc.non_derived_computations
     baseline = model_util.get_baseline_model_spec(eval_config)
     slice_specs = [slicer.SingleSliceSpec(spec=s) for s in eval_config.slicing_specs] or [
@@ -268,8 +276,6 @@ def _BatchedEvaluate(extracts, eval_config):
         | "AddCIDerivedMetrics" >> beam.Map(mpv._add_ci_derived_metrics,
                                             mc.ci_derived_computations)
         | "RemovePrivateMetrics" >> beam.MapTuple(mpv._remove_private_metrics))
-    if eval_config.options.min_slice_size.value > 1:
-        raise NotImplementedError("min_slice_size")
     metrics = results | "FilterByMetrics" >> beam.Map(mpv._filter_by_key_type,
                                                       metric_types.MetricKey)
     plots = results | "FilterByPlots" >> beam.Map(mpv._filter_by_key_type,
@@ -305,9 +311,7 @@ def supported(eval_config) -> bool:
             or any(s.query_key for s in eval_config.metrics_specs)
             or any(s.slice_keys_sql for s in eval_config.slicing_specs)):
         return False
-    mc = mpv._filter_and_separate_computations(metric_specs.to_computations(
-        list(eval_config.metrics_specs), eval_config=eval_config))
-    for c in mc.non_derived_computations:
+    for c in _separated_computations(eval_config).non_derived_computations:
         # A lone StandardMetricInputsPreprocessor only filters the standard inputs (as
         # TFMA's _PreprocessorDoFn treats it); any other preprocessor: stock TFMA.
         if c.preprocessors and not (
@@ -334,12 +338,8 @@ class _Probe(dict):
 def _reads_single(eval_config) -> bool:
     """Some computation reads one prediction per example (AUC's histogram, the confusion
     matrices of BinaryAccuracy, Precision, ...)."""
-    return any(type(c.combiner) in _SINGLE for c in _computations(eval_config))
-
-
-def _computations(eval_config) -> list:
-    return mpv._filter_and_separate_computations(metric_specs.to_computations(
-        list(eval_config.metrics_specs), eval_config=eval_config)).non_derived_computations
+    return any(type(c.combiner) in _SINGLE
+               for c in _separated_computations(eval_config).non_derived_computations)
 
 
 def one_prediction_per_example(eval_shared_model, eval_config) -> bool:

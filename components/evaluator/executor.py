@@ -8,6 +8,8 @@ metric that has no batched path runs stock TFMA.
 
 from __future__ import annotations
 
+from unittest import mock
+
 from absl import logging
 from tfx.components.evaluator import executor as tfx_evaluator
 
@@ -38,8 +40,6 @@ class BatchedEvaluatorExecutor(tfx_evaluator.Executor):
 
         # The TFX executor calls tfma.ExtractEvaluateAndWriteResults by attribute; the swap is
         # undone when Do returns (the Beam graph is built, run and finished inside Do).
-        tfma.ExtractEvaluateAndWriteResults = extract_evaluate_and_write
-        try:
+        with mock.patch.object(tfma, "ExtractEvaluateAndWriteResults",
+                               extract_evaluate_and_write):
             return super().Do(input_dict, output_dict, exec_properties)
-        finally:
-            tfma.ExtractEvaluateAndWriteResults = stock

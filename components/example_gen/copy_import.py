@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from components.data_check import DataCheckError, check_tfrecord_file, find_input_files
 from components.data_check.compression import by_name
 
-IMPORT_MODES = ("copy", "link", "beam")
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 # Errors that mean "this filesystem (pair) cannot do it": fall back to the next way.
 _CANNOT = {errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL,

@@ -14,6 +14,7 @@ Anything else (another payload or file format, a TFXIO with a schema) is read by
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import apache_beam as beam
 from absl import logging
@@ -86,8 +87,5 @@ class Executor(tfx_statistics_executor.Executor):
             return _FastSource(files)
 
         # TFX's Do looks the function up on the module when it runs: in place for this call.
-        tfxio_utils.get_split_tfxio = get_split_tfxio
-        try:
+        with mock.patch.object(tfxio_utils, "get_split_tfxio", get_split_tfxio):
             return super().Do(input_dict, output_dict, exec_properties)
-        finally:
-            tfxio_utils.get_split_tfxio = tfx_get_split_tfxio
